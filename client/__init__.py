@@ -1,0 +1,1 @@
+"""sisguard client SDK."""

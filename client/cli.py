@@ -1,0 +1,1 @@
+"""The ``sisguard`` command: placeholder dispatcher (filled in below)."""

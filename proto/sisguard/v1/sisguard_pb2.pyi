@@ -1,0 +1,397 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DataType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DATA_TYPE_UNSPECIFIED: _ClassVar[DataType]
+    FLOAT32: _ClassVar[DataType]
+    FLOAT64: _ClassVar[DataType]
+    FLOAT16: _ClassVar[DataType]
+    INT64: _ClassVar[DataType]
+    INT32: _ClassVar[DataType]
+    INT16: _ClassVar[DataType]
+    INT8: _ClassVar[DataType]
+    UINT8: _ClassVar[DataType]
+    BOOL: _ClassVar[DataType]
+
+class Variant(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VARIANT_UNSPECIFIED: _ClassVar[Variant]
+    DENSE: _ClassVar[Variant]
+    PRUNED: _ClassVar[Variant]
+    BOTH: _ClassVar[Variant]
+
+class OutputKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTPUT_KIND_UNSPECIFIED: _ClassVar[OutputKind]
+    LOGITS: _ClassVar[OutputKind]
+    PROBABILITIES: _ClassVar[OutputKind]
+    SCORES: _ClassVar[OutputKind]
+
+class FeatureKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FEATURE_KIND_UNSPECIFIED: _ClassVar[FeatureKind]
+    ELEMENT: _ClassVar[FeatureKind]
+    PIXEL: _ClassVar[FeatureKind]
+    PATCH: _ClassVar[FeatureKind]
+    EXPLICIT: _ClassVar[FeatureKind]
+
+class BaselineKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BASELINE_KIND_UNSPECIFIED: _ClassVar[BaselineKind]
+    ZEROS: _ClassVar[BaselineKind]
+    MEAN: _ClassVar[BaselineKind]
+    CONSTANT: _ClassVar[BaselineKind]
+    CUSTOM: _ClassVar[BaselineKind]
+
+class ExplainMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXPLAIN_MODE_UNSPECIFIED: _ClassVar[ExplainMode]
+    EXACT: _ClassVar[ExplainMode]
+    BATCHED: _ClassVar[ExplainMode]
+
+class SISStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SIS_STATUS_UNSPECIFIED: _ClassVar[SISStatus]
+    FOUND: _ClassVar[SISStatus]
+    NOT_CONFIDENT: _ClassVar[SISStatus]
+    BASELINE_SUFFICIENT: _ClassVar[SISStatus]
+    PARTIAL: _ClassVar[SISStatus]
+
+class DivergenceReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DIVERGENCE_REASON_UNSPECIFIED: _ClassVar[DivergenceReason]
+    TOP1_DIFFERS: _ClassVar[DivergenceReason]
+    LOW_IOU: _ClassVar[DivergenceReason]
+    DENSE_SIS_INSUFFICIENT_FOR_PRUNED: _ClassVar[DivergenceReason]
+    PRUNED_SIS_INSUFFICIENT_FOR_DENSE: _ClassVar[DivergenceReason]
+    PRUNED_NOT_CONFIDENT: _ClassVar[DivergenceReason]
+    LOW_RANK_CORRELATION: _ClassVar[DivergenceReason]
+DATA_TYPE_UNSPECIFIED: DataType
+FLOAT32: DataType
+FLOAT64: DataType
+FLOAT16: DataType
+INT64: DataType
+INT32: DataType
+INT16: DataType
+INT8: DataType
+UINT8: DataType
+BOOL: DataType
+VARIANT_UNSPECIFIED: Variant
+DENSE: Variant
+PRUNED: Variant
+BOTH: Variant
+OUTPUT_KIND_UNSPECIFIED: OutputKind
+LOGITS: OutputKind
+PROBABILITIES: OutputKind
+SCORES: OutputKind
+FEATURE_KIND_UNSPECIFIED: FeatureKind
+ELEMENT: FeatureKind
+PIXEL: FeatureKind
+PATCH: FeatureKind
+EXPLICIT: FeatureKind
+BASELINE_KIND_UNSPECIFIED: BaselineKind
+ZEROS: BaselineKind
+MEAN: BaselineKind
+CONSTANT: BaselineKind
+CUSTOM: BaselineKind
+EXPLAIN_MODE_UNSPECIFIED: ExplainMode
+EXACT: ExplainMode
+BATCHED: ExplainMode
+SIS_STATUS_UNSPECIFIED: SISStatus
+FOUND: SISStatus
+NOT_CONFIDENT: SISStatus
+BASELINE_SUFFICIENT: SISStatus
+PARTIAL: SISStatus
+DIVERGENCE_REASON_UNSPECIFIED: DivergenceReason
+TOP1_DIFFERS: DivergenceReason
+LOW_IOU: DivergenceReason
+DENSE_SIS_INSUFFICIENT_FOR_PRUNED: DivergenceReason
+PRUNED_SIS_INSUFFICIENT_FOR_DENSE: DivergenceReason
+PRUNED_NOT_CONFIDENT: DivergenceReason
+LOW_RANK_CORRELATION: DivergenceReason
+
+class Tensor(_message.Message):
+    __slots__ = ("dtype", "shape", "data")
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    dtype: DataType
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    data: bytes
+    def __init__(self, dtype: _Optional[_Union[DataType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ModelFile(_message.Message):
+    __slots__ = ("path", "sha256", "parameter_count", "nonzero_parameter_count", "execution_provider", "infer_name", "ready")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    PARAMETER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    NONZERO_PARAMETER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    INFER_NAME_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    sha256: str
+    parameter_count: int
+    nonzero_parameter_count: int
+    execution_provider: str
+    infer_name: str
+    ready: bool
+    def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., parameter_count: _Optional[int] = ..., nonzero_parameter_count: _Optional[int] = ..., execution_provider: _Optional[str] = ..., infer_name: _Optional[str] = ..., ready: bool = ...) -> None: ...
+
+class PairInfo(_message.Message):
+    __slots__ = ("name", "input_name", "input_shape", "input_dtype", "output_name", "output_kind", "num_outputs", "class_labels", "dense", "pruned", "prune_ratio", "max_batch_size", "explain_defaults")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    INPUT_DTYPE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_KIND_FIELD_NUMBER: _ClassVar[int]
+    NUM_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    CLASS_LABELS_FIELD_NUMBER: _ClassVar[int]
+    DENSE_FIELD_NUMBER: _ClassVar[int]
+    PRUNED_FIELD_NUMBER: _ClassVar[int]
+    PRUNE_RATIO_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_DEFAULTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    input_name: str
+    input_shape: _containers.RepeatedScalarFieldContainer[int]
+    input_dtype: DataType
+    output_name: str
+    output_kind: OutputKind
+    num_outputs: int
+    class_labels: _containers.RepeatedScalarFieldContainer[str]
+    dense: ModelFile
+    pruned: ModelFile
+    prune_ratio: float
+    max_batch_size: int
+    explain_defaults: ExplainDefaults
+    def __init__(self, name: _Optional[str] = ..., input_name: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., input_dtype: _Optional[_Union[DataType, str]] = ..., output_name: _Optional[str] = ..., output_kind: _Optional[_Union[OutputKind, str]] = ..., num_outputs: _Optional[int] = ..., class_labels: _Optional[_Iterable[str]] = ..., dense: _Optional[_Union[ModelFile, _Mapping]] = ..., pruned: _Optional[_Union[ModelFile, _Mapping]] = ..., prune_ratio: _Optional[float] = ..., max_batch_size: _Optional[int] = ..., explain_defaults: _Optional[_Union[ExplainDefaults, _Mapping]] = ...) -> None: ...
+
+class ExplainDefaults(_message.Message):
+    __slots__ = ("threshold", "threshold_relative", "features", "patch_height", "patch_width", "baseline", "max_evaluations", "num_features")
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_RELATIVE_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    PATCH_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    PATCH_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    MAX_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    NUM_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    threshold: float
+    threshold_relative: bool
+    features: FeatureKind
+    patch_height: int
+    patch_width: int
+    baseline: BaselineKind
+    max_evaluations: int
+    num_features: int
+    def __init__(self, threshold: _Optional[float] = ..., threshold_relative: bool = ..., features: _Optional[_Union[FeatureKind, str]] = ..., patch_height: _Optional[int] = ..., patch_width: _Optional[int] = ..., baseline: _Optional[_Union[BaselineKind, str]] = ..., max_evaluations: _Optional[int] = ..., num_features: _Optional[int] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("pairs",)
+    PAIRS_FIELD_NUMBER: _ClassVar[int]
+    pairs: _containers.RepeatedCompositeFieldContainer[PairInfo]
+    def __init__(self, pairs: _Optional[_Iterable[_Union[PairInfo, _Mapping]]] = ...) -> None: ...
+
+class PredictRequest(_message.Message):
+    __slots__ = ("pair", "inputs", "variant")
+    PAIR_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    pair: str
+    inputs: Tensor
+    variant: Variant
+    def __init__(self, pair: _Optional[str] = ..., inputs: _Optional[_Union[Tensor, _Mapping]] = ..., variant: _Optional[_Union[Variant, str]] = ...) -> None: ...
+
+class VariantPrediction(_message.Message):
+    __slots__ = ("probabilities", "top1", "top1_probability")
+    PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    TOP1_FIELD_NUMBER: _ClassVar[int]
+    TOP1_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    probabilities: Tensor
+    top1: _containers.RepeatedScalarFieldContainer[int]
+    top1_probability: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, probabilities: _Optional[_Union[Tensor, _Mapping]] = ..., top1: _Optional[_Iterable[int]] = ..., top1_probability: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class PredictResponse(_message.Message):
+    __slots__ = ("pair", "dense", "pruned", "top1_agree", "confidence_gap", "request_id")
+    PAIR_FIELD_NUMBER: _ClassVar[int]
+    DENSE_FIELD_NUMBER: _ClassVar[int]
+    PRUNED_FIELD_NUMBER: _ClassVar[int]
+    TOP1_AGREE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_GAP_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    pair: str
+    dense: VariantPrediction
+    pruned: VariantPrediction
+    top1_agree: _containers.RepeatedScalarFieldContainer[bool]
+    confidence_gap: _containers.RepeatedScalarFieldContainer[float]
+    request_id: str
+    def __init__(self, pair: _Optional[str] = ..., dense: _Optional[_Union[VariantPrediction, _Mapping]] = ..., pruned: _Optional[_Union[VariantPrediction, _Mapping]] = ..., top1_agree: _Optional[_Iterable[bool]] = ..., confidence_gap: _Optional[_Iterable[float]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ExplainRequest(_message.Message):
+    __slots__ = ("pair", "input", "target", "threshold_absolute", "threshold_relative", "features", "patch_height", "patch_width", "group_map", "baseline", "baseline_constant", "baseline_tensor", "max_sis", "variants", "mode", "batch_k", "max_evaluations", "return_backselect", "allow_partial")
+    PAIR_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_ABSOLUTE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_RELATIVE_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    PATCH_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    PATCH_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    GROUP_MAP_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_CONSTANT_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_TENSOR_FIELD_NUMBER: _ClassVar[int]
+    MAX_SIS_FIELD_NUMBER: _ClassVar[int]
+    VARIANTS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_K_FIELD_NUMBER: _ClassVar[int]
+    MAX_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    RETURN_BACKSELECT_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    pair: str
+    input: Tensor
+    target: int
+    threshold_absolute: float
+    threshold_relative: float
+    features: FeatureKind
+    patch_height: int
+    patch_width: int
+    group_map: Tensor
+    baseline: BaselineKind
+    baseline_constant: float
+    baseline_tensor: Tensor
+    max_sis: int
+    variants: Variant
+    mode: ExplainMode
+    batch_k: int
+    max_evaluations: int
+    return_backselect: bool
+    allow_partial: bool
+    def __init__(self, pair: _Optional[str] = ..., input: _Optional[_Union[Tensor, _Mapping]] = ..., target: _Optional[int] = ..., threshold_absolute: _Optional[float] = ..., threshold_relative: _Optional[float] = ..., features: _Optional[_Union[FeatureKind, str]] = ..., patch_height: _Optional[int] = ..., patch_width: _Optional[int] = ..., group_map: _Optional[_Union[Tensor, _Mapping]] = ..., baseline: _Optional[_Union[BaselineKind, str]] = ..., baseline_constant: _Optional[float] = ..., baseline_tensor: _Optional[_Union[Tensor, _Mapping]] = ..., max_sis: _Optional[int] = ..., variants: _Optional[_Union[Variant, str]] = ..., mode: _Optional[_Union[ExplainMode, str]] = ..., batch_k: _Optional[int] = ..., max_evaluations: _Optional[int] = ..., return_backselect: bool = ..., allow_partial: bool = ...) -> None: ...
+
+class SubsetExplanation(_message.Message):
+    __slots__ = ("features", "score", "mask")
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    MASK_FIELD_NUMBER: _ClassVar[int]
+    features: _containers.RepeatedScalarFieldContainer[int]
+    score: float
+    mask: Tensor
+    def __init__(self, features: _Optional[_Iterable[int]] = ..., score: _Optional[float] = ..., mask: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+
+class BackSelect(_message.Message):
+    __slots__ = ("order", "scores")
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    order: _containers.RepeatedScalarFieldContainer[int]
+    scores: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, order: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class VariantExplanation(_message.Message):
+    __slots__ = ("status", "sis", "confidence", "top1", "baseline_score", "evaluations", "seconds", "backselect")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    SIS_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    TOP1_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_SCORE_FIELD_NUMBER: _ClassVar[int]
+    EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BACKSELECT_FIELD_NUMBER: _ClassVar[int]
+    status: SISStatus
+    sis: _containers.RepeatedCompositeFieldContainer[SubsetExplanation]
+    confidence: float
+    top1: int
+    baseline_score: float
+    evaluations: int
+    seconds: float
+    backselect: _containers.RepeatedCompositeFieldContainer[BackSelect]
+    def __init__(self, status: _Optional[_Union[SISStatus, str]] = ..., sis: _Optional[_Iterable[_Union[SubsetExplanation, _Mapping]]] = ..., confidence: _Optional[float] = ..., top1: _Optional[int] = ..., baseline_score: _Optional[float] = ..., evaluations: _Optional[int] = ..., seconds: _Optional[float] = ..., backselect: _Optional[_Iterable[_Union[BackSelect, _Mapping]]] = ...) -> None: ...
+
+class Agreement(_message.Message):
+    __slots__ = ("top1_agree", "confidence_gap", "iou_first", "iou_union", "dense_sis_sufficient_for_pruned", "pruned_sis_sufficient_for_dense", "dense_sis_score_on_pruned", "pruned_sis_score_on_dense", "rank_correlation", "dense_sis_size", "pruned_sis_size", "divergent", "reasons")
+    TOP1_AGREE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_GAP_FIELD_NUMBER: _ClassVar[int]
+    IOU_FIRST_FIELD_NUMBER: _ClassVar[int]
+    IOU_UNION_FIELD_NUMBER: _ClassVar[int]
+    DENSE_SIS_SUFFICIENT_FOR_PRUNED_FIELD_NUMBER: _ClassVar[int]
+    PRUNED_SIS_SUFFICIENT_FOR_DENSE_FIELD_NUMBER: _ClassVar[int]
+    DENSE_SIS_SCORE_ON_PRUNED_FIELD_NUMBER: _ClassVar[int]
+    PRUNED_SIS_SCORE_ON_DENSE_FIELD_NUMBER: _ClassVar[int]
+    RANK_CORRELATION_FIELD_NUMBER: _ClassVar[int]
+    DENSE_SIS_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PRUNED_SIS_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DIVERGENT_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    top1_agree: bool
+    confidence_gap: float
+    iou_first: float
+    iou_union: float
+    dense_sis_sufficient_for_pruned: bool
+    pruned_sis_sufficient_for_dense: bool
+    dense_sis_score_on_pruned: float
+    pruned_sis_score_on_dense: float
+    rank_correlation: float
+    dense_sis_size: int
+    pruned_sis_size: int
+    divergent: bool
+    reasons: _containers.RepeatedScalarFieldContainer[DivergenceReason]
+    def __init__(self, top1_agree: bool = ..., confidence_gap: _Optional[float] = ..., iou_first: _Optional[float] = ..., iou_union: _Optional[float] = ..., dense_sis_sufficient_for_pruned: bool = ..., pruned_sis_sufficient_for_dense: bool = ..., dense_sis_score_on_pruned: _Optional[float] = ..., pruned_sis_score_on_dense: _Optional[float] = ..., rank_correlation: _Optional[float] = ..., dense_sis_size: _Optional[int] = ..., pruned_sis_size: _Optional[int] = ..., divergent: bool = ..., reasons: _Optional[_Iterable[_Union[DivergenceReason, str]]] = ...) -> None: ...
+
+class ExplainResponse(_message.Message):
+    __slots__ = ("pair", "target", "threshold", "num_features", "dense", "pruned", "agreement", "cached", "request_id", "group_map")
+    PAIR_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    NUM_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    DENSE_FIELD_NUMBER: _ClassVar[int]
+    PRUNED_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_MAP_FIELD_NUMBER: _ClassVar[int]
+    pair: str
+    target: int
+    threshold: float
+    num_features: int
+    dense: VariantExplanation
+    pruned: VariantExplanation
+    agreement: Agreement
+    cached: bool
+    request_id: str
+    group_map: Tensor
+    def __init__(self, pair: _Optional[str] = ..., target: _Optional[int] = ..., threshold: _Optional[float] = ..., num_features: _Optional[int] = ..., dense: _Optional[_Union[VariantExplanation, _Mapping]] = ..., pruned: _Optional[_Union[VariantExplanation, _Mapping]] = ..., agreement: _Optional[_Union[Agreement, _Mapping]] = ..., cached: bool = ..., request_id: _Optional[str] = ..., group_map: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+
+class ExplainProgress(_message.Message):
+    __slots__ = ("variant", "round", "step", "features_left", "evaluations")
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_LEFT_FIELD_NUMBER: _ClassVar[int]
+    EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    variant: Variant
+    round: int
+    step: int
+    features_left: int
+    evaluations: int
+    def __init__(self, variant: _Optional[_Union[Variant, str]] = ..., round: _Optional[int] = ..., step: _Optional[int] = ..., features_left: _Optional[int] = ..., evaluations: _Optional[int] = ...) -> None: ...
+
+class ExplainEvent(_message.Message):
+    __slots__ = ("progress", "result")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    progress: ExplainProgress
+    result: ExplainResponse
+    def __init__(self, progress: _Optional[_Union[ExplainProgress, _Mapping]] = ..., result: _Optional[_Union[ExplainResponse, _Mapping]] = ...) -> None: ...
