@@ -1,1 +1,57 @@
-"""The ``sisguard`` command: placeholder dispatcher (filled in below)."""
+"""The ``sisguard`` command.
+
+Each part of sisguard registers its own subcommands: ``serve``/``demo`` come with
+``sisguard[server]``, ``prune``/``evaluate`` with ``sisguard[prune]``. A part that is not
+installed still shows its commands, which then say what to install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+_PARTS = (
+    ("sisguard.server.cli", "server", ("serve", "demo")),
+    ("sisguard.prune.cli", "prune", ("prune", "evaluate")),
+)
+
+
+def _missing(extra: str, error: ImportError) -> object:
+    def run(args: argparse.Namespace) -> int:
+        print(
+            f"sisguard: error: '{args.command}' needs sisguard[{extra}] (pip install 'sisguard[{extra}]'): {error}",
+            file=sys.stderr,
+        )
+        return 2
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sisguard",
+        description="Serve, explain and monitor dense/pruned ONNX model pairs.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module, extra, commands in _PARTS:
+        try:
+            importlib.import_module(module).add_subcommands(subparsers)
+        except ImportError as exc:
+            for name in commands:
+                sub = subparsers.add_parser(name, help=f"(needs sisguard[{extra}])", add_help=False)
+                sub.add_argument("rest", nargs=argparse.REMAINDER)
+                sub.set_defaults(func=_missing(extra, exc))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

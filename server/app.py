@@ -1,0 +1,96 @@
+"""The server process: gRPC services on one port, health and reflection, models loaded behind
+a NOT_SERVING health status until every one is verified and warmed up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sisguard.proto.inference import grpc_service_pb2 as ip
+from sisguard.proto.inference import grpc_service_pb2_grpc as ip_grpc
+from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
+from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
+from sisguard.server.config import Settings
+from sisguard.server.grpc.inference_servicer import InferenceServicer
+from sisguard.server.grpc.sisguard_servicer import SISGuardServicer
+from sisguard.server.service import Service
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    pb.DESCRIPTOR.services_by_name["SISGuard"].full_name,
+    ip.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+)
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class App:
+    """Owns the gRPC server, the core service and the health status.
+
+    ``start`` binds the port and then loads the models; health answers NOT_SERVING until they
+    are ready. ``stop`` turns health to NOT_SERVING, refuses new calls, lets in-flight calls
+    finish within the grace period and closes the batchers.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.service = Service(settings)
+        self.health = health.aio.HealthServicer()
+        self.server: grpc.aio.Server | None = None
+        self.port: int | None = None
+
+    def _grpc_options(self) -> list[tuple[str, int]]:
+        size = self.settings.limits.max_message_bytes
+        return [
+            ("grpc.max_receive_message_length", size),
+            ("grpc.max_send_message_length", size),
+            ("grpc.so_reuseport", 0),
+        ]
+
+    async def _set_health(self, status: int) -> None:
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, status)
+
+    async def start(self) -> int:
+        """Serve; returns the bound port once every model is loaded and warmed up."""
+        server = grpc.aio.server(options=self._grpc_options())
+        pb_grpc.add_SISGuardServicer_to_server(SISGuardServicer(self.service), server)
+        ip_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.service), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        if self.settings.reflection:
+            reflection.enable_server_reflection(
+                (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+                server,
+            )
+        address = f"{self.settings.host}:{self.settings.port}"
+        port = server.add_insecure_port(address)
+        if port == 0:
+            raise OSError(f"cannot bind {address}")
+        await self._set_health(_NOT_SERVING)
+        await server.start()
+        self.server, self.port = server, port
+        try:
+            await asyncio.to_thread(self.service.load)
+        except BaseException:
+            await server.stop(None)
+            raise
+        self.service.start()
+        await self._set_health(_SERVING)
+        log.info("serving on %s:%d", self.settings.host, port)
+        return port
+
+    async def stop(self, grace: float | None = None) -> None:
+        grace = self.settings.grace_seconds if grace is None else grace
+        await self.health.enter_graceful_shutdown()
+        if self.server is not None:
+            await self.server.stop(grace)
+        await self.service.close()
+
+    async def wait(self) -> None:
+        if self.server is not None:
+            await self.server.wait_for_termination()

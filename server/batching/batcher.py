@@ -1,0 +1,228 @@
+"""Dynamic batching: one batcher per model.
+
+A worker task takes waiting submissions, runs them as one batch on a worker thread and hands
+each caller its own rows. When the model is idle a submission is dispatched at once; while a
+batch runs, new submissions pile up and form the next (full) batch, so low load gets low
+latency and high load gets full batches without a fixed wait. ``max_queue_delay`` adds an
+optional wait for more rows when a batch is not full.
+
+Submissions larger than ``max_batch_size`` are split into chunks and reassembled in order.
+Two priority lanes: background work (shadow explanations) is dispatched only when no
+foreground submission is waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from sisguard.server.errors import DeadlineExceeded, ResourceExhausted, Unavailable
+
+FOREGROUND = 0
+BACKGROUND = 1
+
+
+class BatchObserver(Protocol):
+    """What a batcher reports; the metrics module implements it."""
+
+    def batch_done(self, model: str, rows: int, queue_wait: list[float], compute_seconds: float) -> None: ...
+
+    def queue_changed(self, model: str, rows: int) -> None: ...
+
+
+@dataclass(eq=False)
+class _Item:
+    rows: np.ndarray
+    future: asyncio.Future[np.ndarray]
+    deadline: float | None
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+class Batcher:
+    """Coalesces row submissions for one model and runs them with ``run_fn`` off the event loop.
+
+    >>> import asyncio, numpy as np
+    >>> async def demo():
+    ...     b = Batcher("double", lambda x: x * 2, max_batch_size=4)
+    ...     b.start()
+    ...     out = await b.submit(np.arange(6, dtype=np.float32).reshape(6, 1))
+    ...     await b.close()
+    ...     return out.ravel().tolist()
+    >>> asyncio.run(demo())
+    [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+    """
+
+    def __init__(
+        self,
+        name: str,
+        run_fn: Callable[[np.ndarray], np.ndarray],
+        *,
+        max_batch_size: int,
+        max_queue_delay: float = 0.0,
+        queue_capacity: int = 8192,
+        executor: Executor | None = None,
+        observer: BatchObserver | None = None,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError("max_batch_size must be at least 1")
+        self.name = name
+        self._run = run_fn
+        self.max_batch_size = max_batch_size
+        self.max_queue_delay = max_queue_delay
+        self.queue_capacity = queue_capacity
+        self._own_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
+        self._observer = observer
+        self._lanes: tuple[deque[_Item], deque[_Item]] = (deque(), deque())
+        self._queued_rows = 0
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- public interface -------------------------------------------------------------------
+
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._worker(), name=f"batcher-{self.name}")
+
+    async def close(self) -> None:
+        """Stop taking work, fail what is still queued with UNAVAILABLE, stop the worker."""
+        self._closed = True
+        for lane in self._lanes:
+            while lane:
+                item = lane.popleft()
+                if not item.future.done():
+                    item.future.set_exception(Unavailable(f"model {self.name} is shutting down"))
+        self._set_queued(0)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._own_executor:
+            self._executor.shutdown(wait=False)
+
+    async def submit(
+        self, rows: np.ndarray, *, deadline: float | None = None, priority: int = FOREGROUND
+    ) -> np.ndarray:
+        """Outputs for ``rows`` (first axis = rows), in order.
+
+        ``deadline`` is a ``time.monotonic()`` instant; rows still queued past it are dropped
+        with DeadlineExceeded. Raises ResourceExhausted when the queue cannot take the rows.
+        Cancelling the caller drops its chunks that have not started.
+        """
+        if self._closed:
+            raise Unavailable(f"model {self.name} is shutting down")
+        n = int(rows.shape[0])
+        if n == 0:
+            raise ValueError("submit needs at least one row")
+        if self._queued_rows + n > self.queue_capacity:
+            raise ResourceExhausted(
+                f"queue of model {self.name} is full ({self._queued_rows} rows waiting, "
+                f"capacity {self.queue_capacity}); retry later"
+            )
+        loop = asyncio.get_running_loop()
+        items = [
+            _Item(rows[i : i + self.max_batch_size], loop.create_future(), deadline)
+            for i in range(0, n, self.max_batch_size)
+        ]
+        self._lanes[priority].extend(items)
+        self._set_queued(self._queued_rows + n)
+        self._wakeup.set()
+        try:
+            outs = await asyncio.gather(*(it.future for it in items))
+        except BaseException:
+            for it in items:  # a failed or cancelled caller frees its queue slots
+                it.future.cancel()
+            raise
+        return outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)
+
+    # -- worker -----------------------------------------------------------------------------
+
+    def _set_queued(self, rows: int) -> None:
+        self._queued_rows = rows
+        if self._observer is not None:
+            self._observer.queue_changed(self.name, rows)
+
+    def _pending_rows(self) -> int:
+        return sum(len(it.rows) for lane in self._lanes for it in lane)
+
+    async def _worker(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not (self._lanes[0] or self._lanes[1]):
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            if self.max_queue_delay > 0:
+                await self._linger()
+            batch = self._take()
+            if not batch:
+                continue
+            await self._execute(loop, batch)
+
+    async def _linger(self) -> None:
+        """Wait for more rows up to max_queue_delay after the oldest waiting submission."""
+        oldest = min(lane[0].enqueued for lane in self._lanes if lane)
+        while self._pending_rows() < self.max_batch_size:
+            remaining = oldest + self.max_queue_delay - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+
+    def _take(self) -> list[_Item]:
+        """Whole submissions (chunks) up to max_batch_size rows, foreground lane first."""
+        now = time.monotonic()
+        batch: list[_Item] = []
+        taken = 0
+        dropped = 0
+        for lane in self._lanes:
+            if batch and lane is self._lanes[BACKGROUND]:
+                break  # background work never shares a batch with (and so never delays) foreground
+            while lane and taken + len(lane[0].rows) <= self.max_batch_size:
+                item = lane.popleft()
+                if item.future.done():  # caller cancelled
+                    dropped += len(item.rows)
+                    continue
+                if item.deadline is not None and now >= item.deadline:
+                    dropped += len(item.rows)
+                    item.future.set_exception(DeadlineExceeded(f"deadline passed while queued for model {self.name}"))
+                    continue
+                batch.append(item)
+                taken += len(item.rows)
+        self._set_queued(self._queued_rows - taken - dropped)
+        return batch
+
+    async def _execute(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
+        inputs = batch[0].rows if len(batch) == 1 else np.concatenate([it.rows for it in batch], axis=0)
+        started = time.monotonic()
+        try:
+            outputs = await loop.run_in_executor(self._executor, self._run, inputs)
+        except Exception as exc:  # the batch's own callers get the failure; the worker goes on
+            for it in batch:
+                if not it.future.done():
+                    it.future.set_exception(exc)
+            return
+        finished = time.monotonic()
+        if self._observer is not None:
+            self._observer.batch_done(
+                self.name, len(inputs), [started - it.enqueued for it in batch], finished - started
+            )
+        offset = 0
+        for it in batch:
+            n = len(it.rows)
+            if not it.future.done():
+                it.future.set_result(outputs[offset : offset + n])
+            offset += n

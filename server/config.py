@@ -1,0 +1,210 @@
+"""Server configuration: a YAML file validated with pydantic, overridden by ``SISGUARD_*`` variables.
+
+Built once at start-up (:func:`load_settings`) and passed down through constructors.
+Nested fields are overridden with a double underscore, e.g. ``SISGUARD_PORT=6000`` or
+``SISGUARD_LIMITS__MAX_BATCH_ROWS=256``.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+OutputKind = Literal["logits", "probabilities", "scores"]
+FeatureChoice = Literal["element", "pixel", "patch", "explicit"]
+BaselineChoice = Literal["zeros", "mean", "constant"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DivergenceConfig(_Strict):
+    """When an explained request counts as divergent."""
+
+    min_iou: float = Field(0.5, ge=0.0, le=1.0, description="IoU of the first SIS below this is divergent.")
+    min_rank_correlation: float | None = Field(
+        None, ge=-1.0, le=1.0, description="BackSelect rank correlation below this is divergent (off when null)."
+    )
+    require_cross_sufficiency: bool = Field(
+        True, description="A SIS of one model that does not keep the other confident is divergent."
+    )
+
+
+class ExplainConfig(_Strict):
+    """Defaults for Explain requests on this pair (a request may override each)."""
+
+    threshold: float = Field(0.9, description="tau: absolute score, or a fraction of f_dense(x) when relative.")
+    threshold_relative: bool = Field(False, description="Read threshold as r in tau = r * f_dense(x).")
+    features: FeatureChoice = Field("element", description="How input elements group into features.")
+    patch: tuple[int, int] = Field((2, 2), description="Patch height and width for features=patch.")
+    group_map_file: Path | None = Field(None, description=".npy integer map for features=explicit.")
+    baseline: BaselineChoice = Field("zeros", description="What a masked feature is set to.")
+    baseline_constant: float = Field(0.0, description="Value for baseline=constant.")
+    mean_file: Path | None = Field(None, description=".npy tensor of one input's shape for baseline=mean.")
+    max_sis: int = Field(1, ge=1, le=64, description="SIS collected per explanation by default.")
+    max_evaluations: int = Field(200_000, ge=1, description="Default evaluation budget per variant.")
+    divergence: DivergenceConfig = DivergenceConfig()
+
+
+class ImageConfig(_Strict):
+    """How the CLI turns an image file into this pair's input."""
+
+    scale: float = Field(1.0 / 255.0, description="Pixel values are multiplied by this after resizing.")
+    invert: bool = Field(False, description="Invert grey levels first (dark digits on white paper).")
+
+
+class PairConfig(_Strict):
+    """One dense/pruned model pair."""
+
+    name: str = Field(description="Pair name used in requests.")
+    dense: Path = Field(description="Dense ONNX file (relative paths are relative to the config file).")
+    pruned: Path = Field(description="Pruned ONNX file.")
+    dense_sha256: str | None = Field(None, description="Expected sha256 of the dense file.")
+    pruned_sha256: str | None = Field(None, description="Expected sha256 of the pruned file.")
+    input_name: str | None = Field(None, description="Input to feed; auto-detected when the model has one.")
+    output_name: str | None = Field(None, description="Output to read; auto-detected when the model has one.")
+    output_kind: OutputKind = Field("logits", description="logits (softmax applied), probabilities or scores.")
+    class_labels: list[str] = Field(default_factory=list, description="Label of each output column.")
+    max_batch_size: int = Field(64, ge=1, le=65536, description="Rows per model run.")
+    max_queue_delay_ms: float = Field(
+        0.0,
+        ge=0.0,
+        le=1000.0,
+        description="Extra wait for more rows when a batch is not full; 0 dispatches at once when idle.",
+    )
+    queue_capacity: int = Field(8192, ge=1, description="Rows waiting per model before RESOURCE_EXHAUSTED.")
+    explain: ExplainConfig = ExplainConfig()
+    image: ImageConfig = ImageConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("pair names use letters, digits, '_', '.', '-' (at most 63 characters)")
+        return v
+
+    @field_validator("dense_sha256", "pruned_sha256")
+    @classmethod
+    def _valid_sha(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", v):
+            raise ValueError("sha256 must be 64 hex digits")
+        return v.lower() if v else v
+
+    def resolved(self, base: Path) -> PairConfig:
+        """Paths made absolute against the directory of the config file."""
+
+        def fix(p: Path | None) -> Path | None:
+            return None if p is None else (p if p.is_absolute() else (base / p).resolve())
+
+        explain = self.explain.model_copy(
+            update={"group_map_file": fix(self.explain.group_map_file), "mean_file": fix(self.explain.mean_file)}
+        )
+        return self.model_copy(update={"dense": fix(self.dense), "pruned": fix(self.pruned), "explain": explain})
+
+
+class RuntimeConfig(_Strict):
+    """ONNX Runtime execution."""
+
+    providers: list[Literal["cuda", "cpu"]] = Field(["cuda", "cpu"], description="Preference order.")
+    device_id: int = Field(0, ge=0, description="CUDA device.")
+    intra_op_threads: int = Field(0, ge=0, description="Threads inside one operator (0: ONNX Runtime decides).")
+    inter_op_threads: int = Field(1, ge=0, description="Threads across operators.")
+
+
+class TLSConfig(_Strict):
+    """TLS on the gRPC port; mutual TLS when client_ca is set."""
+
+    cert: Path | None = None
+    key: Path | None = None
+    client_ca: Path | None = None
+
+
+class LimitsConfig(_Strict):
+    """Limits enforced before any work starts."""
+
+    max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest gRPC message accepted.")
+    max_elements: int = Field(16 * 1024 * 1024, ge=1, description="Input elements per request.")
+    max_batch_rows: int = Field(4096, ge=1, description="Rows per Predict/ModelInfer request.")
+    max_features: int = Field(4096, ge=1, description="Features per explanation.")
+    max_evaluations: int = Field(2_000_000, ge=1, description="Cap on an explanation's budget per variant.")
+    max_concurrent_explanations: int = Field(16, ge=1, description="Explanations running at once.")
+    max_sis: int = Field(64, ge=1, description="Cap on max_sis.")
+
+
+class Settings(BaseSettings):
+    """Everything the server reads at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="SISGUARD_", env_nested_delimiter="__", extra="forbid")
+
+    host: str = Field("127.0.0.1", description="gRPC bind address.")
+    port: int = Field(50051, ge=0, le=65535, description="gRPC port (0 picks a free one).")
+    metrics_host: str = Field("127.0.0.1", description="Metrics bind address (loopback unless opened up).")
+    metrics_port: int | None = Field(9464, ge=0, le=65535, description="Prometheus metrics port; null disables.")
+    reflection: bool = Field(True, description="Serve gRPC server reflection.")
+    grace_seconds: float = Field(10.0, ge=0, description="In-flight calls get this long at shutdown.")
+    log_level: str = Field("INFO", description="Python logging level.")
+    runtime: RuntimeConfig = RuntimeConfig()
+    limits: LimitsConfig = LimitsConfig()
+    tls: TLSConfig = TLSConfig()
+    tokens_file: Path | None = Field(None, description="File with one accepted bearer token per line.")
+    tokens: list[str] = Field(default_factory=list, description="Accepted bearer tokens (prefer tokens_file).")
+    pairs: list[PairConfig] = Field(default_factory=list, description="Served model pairs.")
+
+    @model_validator(mode="after")
+    def _unique_pairs(self) -> Settings:
+        names = [p.name for p in self.pairs]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"pair names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment variables win over the YAML file, which is passed as init values.
+        return env_settings, init_settings
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which file and why."""
+
+
+def default_config_path() -> Path:
+    """The bundled configuration serving the ``digits`` pair."""
+    return Path(str(resources.files("sisguard.server") / "default_config.yaml"))
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read ``path`` (the bundled default when None), apply env and ``overrides``, resolve pair paths."""
+    path = path or default_config_path()
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path} must be a mapping at the top level")
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        settings = Settings(**raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"config {path} is invalid: {problems}") from exc
+    base = path.resolve().parent
+    return settings.model_copy(update={"pairs": [p.resolved(base) for p in settings.pairs]})

@@ -1,0 +1,107 @@
+"""The sisguard.v1.SISGuard service: protobuf in, core calls, protobuf out."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
+from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
+from sisguard.server.errors import InvalidArgument
+from sisguard.server.grpc import tensors
+from sisguard.server.grpc.status import CallObserver, deadline_of, unary
+from sisguard.server.pairs import Pair
+from sisguard.server.service import Service, VariantOutput
+
+_VARIANTS = {pb.VARIANT_UNSPECIFIED: "both", pb.BOTH: "both", pb.DENSE: "dense", pb.PRUNED: "pruned"}
+_OUTPUT_KINDS = {"logits": pb.LOGITS, "probabilities": pb.PROBABILITIES, "scores": pb.SCORES}
+_FEATURES = {"element": pb.ELEMENT, "pixel": pb.PIXEL, "patch": pb.PATCH, "explicit": pb.EXPLICIT}
+_BASELINES = {"zeros": pb.ZEROS, "mean": pb.MEAN, "constant": pb.CONSTANT}
+
+
+def variant_of(value: int) -> str:
+    try:
+        return _VARIANTS[value]
+    except KeyError:
+        raise InvalidArgument(f"variant {value} is not one of DENSE, PRUNED, BOTH") from None
+
+
+def pair_info(pair: Pair) -> pb.PairInfo:
+    cfg = pair.config
+    ex = cfg.explain
+
+    def model(variant: str) -> pb.ModelFile:
+        f = pair.facts(variant)
+        return pb.ModelFile(
+            path=f.path,
+            sha256=f.sha256,
+            parameter_count=f.parameter_count,
+            nonzero_parameter_count=f.nonzero_parameter_count,
+            execution_provider=f.execution_provider,
+            infer_name=f.infer_name,
+            ready=True,
+        )
+
+    sig = pair.models["dense"].signature
+    return pb.PairInfo(
+        name=pair.name,
+        input_name=sig.input_name,
+        input_shape=list(pair.input_shape),
+        input_dtype=tensors.from_numpy(np.zeros(0, dtype=pair.input_dtype)).dtype,
+        output_name=sig.output_name,
+        output_kind=_OUTPUT_KINDS[cfg.output_kind],
+        num_outputs=pair.num_outputs,
+        class_labels=list(cfg.class_labels),
+        dense=model("dense"),
+        pruned=model("pruned"),
+        prune_ratio=pair.prune_ratio,
+        max_batch_size=cfg.max_batch_size,
+        explain_defaults=pb.ExplainDefaults(
+            threshold=ex.threshold,
+            threshold_relative=ex.threshold_relative,
+            features=_FEATURES[ex.features],
+            patch_height=ex.patch[0],
+            patch_width=ex.patch[1],
+            baseline=_BASELINES[ex.baseline],
+            max_evaluations=ex.max_evaluations,
+        ),
+    )
+
+
+def variant_prediction(out: VariantOutput) -> pb.VariantPrediction:
+    return pb.VariantPrediction(
+        probabilities=tensors.from_numpy(out.probabilities),
+        top1=out.top1.tolist(),
+        top1_probability=out.top1_probability.tolist(),
+    )
+
+
+class SISGuardServicer(pb_grpc.SISGuardServicer):
+    def __init__(self, service: Service, observer: CallObserver | None = None) -> None:
+        self.service = service
+        self.observer = observer
+
+    @unary("ListModels")
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext, rid: str
+    ) -> pb.ListModelsResponse:
+        return pb.ListModelsResponse(pairs=[pair_info(p) for p in self.service.pairs.values()])
+
+    @unary("Predict")
+    async def Predict(
+        self, request: pb.PredictRequest, context: grpc.aio.ServicerContext, rid: str
+    ) -> pb.PredictResponse:
+        variant = variant_of(request.variant)
+        pair = self.service.pair(request.pair)
+        if not request.HasField("inputs"):
+            raise InvalidArgument(f"inputs missing: expected a tensor [batch, {', '.join(map(str, pair.input_shape))}]")
+        x = tensors.to_numpy(request.inputs, "inputs", self.service.limits.max_elements)
+        result = await self.service.predict(pair.name, x, variant, deadline_of(context))
+        resp = pb.PredictResponse(pair=result.pair, request_id=rid)
+        if "dense" in result.outputs:
+            resp.dense.CopyFrom(variant_prediction(result.outputs["dense"]))
+        if "pruned" in result.outputs:
+            resp.pruned.CopyFrom(variant_prediction(result.outputs["pruned"]))
+        if result.top1_agree is not None and result.confidence_gap is not None:
+            resp.top1_agree.extend(result.top1_agree.tolist())
+            resp.confidence_gap.extend(result.confidence_gap.tolist())
+        return resp

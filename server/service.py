@@ -1,0 +1,175 @@
+"""The core service: transport-neutral. Validates requests, runs them through the batchers,
+computes agreement between the dense and the pruned model, and reports to its observer.
+
+The gRPC adapters translate protobuf to the types used here and the errors raised here to
+status codes; nothing about gRPC lives in this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from sisguard.server.batching.batcher import BatchObserver
+from sisguard.server.config import Settings
+from sisguard.server.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from sisguard.server.pairs import VARIANTS, Pair
+from sisguard.server.runtime.model import ModelLoadError
+from sisguard.server.runtime.providers import choose_providers
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VariantOutput:
+    probabilities: np.ndarray  # [rows, classes] float32 (softmax for logits)
+    top1: np.ndarray  # [rows] int32
+    top1_probability: np.ndarray  # [rows] float32
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    pair: str
+    outputs: dict[str, VariantOutput]  # "dense" and/or "pruned"
+    top1_agree: np.ndarray | None  # BOTH only
+    confidence_gap: np.ndarray | None
+
+
+def to_probabilities(raw: np.ndarray, kind: str) -> np.ndarray:
+    """Softmax for logits; probabilities and scores are used as they are."""
+    if kind != "logits":
+        return raw
+    shifted = raw - raw.max(axis=1, keepdims=True)
+    e = np.exp(shifted, dtype=np.float64)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def summarize(probs: np.ndarray) -> VariantOutput:
+    top1 = probs.argmax(axis=1).astype(np.int32)
+    return VariantOutput(probs, top1, probs[np.arange(len(top1)), top1].astype(np.float32))
+
+
+class Service:
+    """Every served pair and the operations on them."""
+
+    def __init__(self, settings: Settings, observer: BatchObserver | None = None) -> None:
+        self.settings = settings
+        self.limits = settings.limits
+        self._observer = observer
+        self.pairs: dict[str, Pair] = {}
+        self.ready = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load, verify and warm up every model (blocking; call before serving).
+
+        Raises ModelLoadError naming the file and the problem.
+        """
+        if not self.settings.pairs:
+            raise ModelLoadError("no pairs configured")
+        choice = choose_providers(list(self.settings.runtime.providers), self.settings.runtime.device_id)
+        for pc in self.settings.pairs:
+            pair = Pair(pc, self.settings.runtime, choice, self._observer)
+            pair.warm_up()
+            self.pairs[pc.name] = pair
+        reasons = {m.cuda_reason for p in self.pairs.values() for m in p.models.values() if m.cuda_reason}
+        if reasons:
+            log.warning("no usable GPU: %s; running on CPU", "; ".join(sorted(reasons)))
+        for p in self.pairs.values():
+            log.info(
+                "pair %s ready: dense %s on %s, pruned %s on %s, prune ratio %.3f",
+                p.name,
+                p.config.dense.name,
+                p.models["dense"].provider,
+                p.config.pruned.name,
+                p.models["pruned"].provider,
+                p.prune_ratio,
+            )
+
+    def start(self) -> None:
+        """Start the batchers (needs the running event loop) and mark the service ready."""
+        for p in self.pairs.values():
+            p.start()
+        self.ready = True
+
+    async def close(self) -> None:
+        self.ready = False
+        for p in self.pairs.values():
+            await p.close()
+
+    # -- lookups and validation -------------------------------------------------------------
+
+    def pair(self, name: str) -> Pair:
+        try:
+            return self.pairs[name]
+        except KeyError:
+            raise NotFound(f"unknown pair {name!r}; available: {', '.join(sorted(self.pairs)) or '(none)'}") from None
+
+    def _require_ready(self) -> None:
+        if not self.ready:
+            raise Unavailable("server is not ready (starting or shutting down)")
+
+    def check_rows(self, pair: Pair, x: np.ndarray) -> None:
+        """A batch ``[rows, *input_shape]`` of the pair's dtype, finite, within the limits."""
+        expected = pair.input_shape
+        if x.dtype != pair.input_dtype:
+            raise InvalidArgument(f"input dtype {x.dtype} does not match pair {pair.name}: expected {pair.input_dtype}")
+        if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected:
+            raise InvalidArgument(
+                f"input shape {list(x.shape)} does not match pair {pair.name}: "
+                f"expected [batch, {', '.join(map(str, expected))}]"
+            )
+        if x.shape[0] == 0:
+            raise InvalidArgument("empty batch: send at least one row")
+        if x.shape[0] > self.limits.max_batch_rows:
+            raise ResourceExhausted(
+                f"batch of {x.shape[0]} rows exceeds the server limit of {self.limits.max_batch_rows} rows"
+            )
+        check_finite(x)
+
+    def check_elements(self, count: int) -> None:
+        if count > self.limits.max_elements:
+            raise ResourceExhausted(f"request holds {count} elements, the server limit is {self.limits.max_elements}")
+
+    # -- operations -------------------------------------------------------------------------
+
+    async def run_model(self, pair: Pair, variant: str, x: np.ndarray, deadline: float | None) -> np.ndarray:
+        """Raw outputs ``[rows, classes]`` of one model through its batcher."""
+        self._require_ready()
+        return await pair.batchers[variant].submit(x, deadline=deadline)
+
+    async def predict(self, pair_name: str, x: np.ndarray, variant: str, deadline: float | None) -> PredictResult:
+        pair = self.pair(pair_name)
+        self.check_rows(pair, x)
+        variants = VARIANTS if variant == "both" else (variant,)
+        raws = await asyncio.gather(*(self.run_model(pair, v, x, deadline) for v in variants))
+        kind = pair.config.output_kind
+        outputs = {v: summarize(to_probabilities(raw, kind)) for v, raw in zip(variants, raws, strict=True)}
+        agree = gap = None
+        if variant == "both":
+            dense, pruned = outputs["dense"], outputs["pruned"]
+            agree = dense.top1 == pruned.top1
+            gap = dense.top1_probability - pruned.probabilities[np.arange(len(dense.top1)), dense.top1]
+        return PredictResult(pair.name, outputs, agree, gap)
+
+    def model_by_infer_name(self, name: str) -> tuple[Pair, str]:
+        """Resolve an Open Inference Protocol model name ``<pair>.<dense|pruned>``."""
+        pair_name, _, variant = name.rpartition(".")
+        if variant in VARIANTS and pair_name in self.pairs:
+            return self.pairs[pair_name], variant
+        known = [p.infer_name(v) for p in self.pairs.values() for v in VARIANTS]
+        raise NotFound(f"unknown model {name!r}; available: {', '.join(known)}")
+
+
+def check_finite(x: np.ndarray) -> None:
+    if np.issubdtype(x.dtype, np.floating):
+        bad = ~np.isfinite(x)
+        if bad.any():
+            first = np.unravel_index(int(np.argmax(bad)), x.shape)
+            raise InvalidArgument(
+                f"input holds {int(bad.sum())} NaN or Inf values (first at index {list(map(int, first))}); "
+                "all values must be finite"
+            )
