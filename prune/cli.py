@@ -1,0 +1,166 @@
+"""The ``prune`` and ``evaluate`` subcommands of the ``sisguard`` command.
+
+``sisguard`` (in ``sisguard.client.cli``) calls :func:`add_subcommands` with its argparse
+subparsers; ``python -m sisguard.prune`` builds its own parser the same way. Every
+subcommand sets ``func`` to a function ``(args) -> exit code``. User errors print one line
+on stderr and return 2 before any training starts; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from sisguard.prune.errors import PruneError
+
+EXIT_USAGE = 2
+
+
+def _log(args: argparse.Namespace) -> Any:
+    if getattr(args, "quiet", False):
+        return None
+    return lambda line: print(line, file=sys.stderr, flush=True)
+
+
+def _add_model_data_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model and data")
+    group.add_argument("--arch", help="built-in architecture: digits_cnn or resnet_cifar")
+    group.add_argument("--model", help="user model as package.module:factory (returns an nn.Module)")
+    group.add_argument("--state-dict", help="torch.save'd state dict for the model (then --epochs defaults to 0)")
+    group.add_argument("--width", type=int, help="channel width of a built-in architecture")
+    group.add_argument("--data", default="digits", help="digits, synthetic32 or a path to an .npz "
+                       "with x_train, y_train, x_test, y_test (default: digits)")
+    group.add_argument("--synthetic-n", type=int, default=4000, help="samples of synthetic32 (default 4000)")
+
+
+def _add_training_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training")
+    group.add_argument("--cycles", type=int, default=3, help="prune → retrain cycles (default 3)")
+    group.add_argument("--epochs", type=int, help="dense training epochs (default 30; 0 with --state-dict)")
+    group.add_argument("--retrain-epochs", type=int, default=10, help="retraining epochs per cycle (default 10)")
+    group.add_argument("--lr", type=float, default=3e-3, help="dense learning rate (default 3e-3)")
+    group.add_argument("--retrain-lr", type=float, default=1e-3, help="retraining learning rate (default 1e-3)")
+    group.add_argument("--optimizer", default="adam", help="adam or sgd (default adam)")
+    group.add_argument("--batch-size", type=int, default=64, help="training batch size (default 64)")
+    group.add_argument("--seed", type=int, default=0, help="seed of data order, init and noise (default 0)")
+    group.add_argument("--opset", type=int, default=18, help="ONNX opset, >= 17 (default 18)")
+    group.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``prune`` and ``evaluate`` on an argparse subparsers object."""
+    prune = subparsers.add_parser(
+        "prune", help="prune a torch model (WT or FT), retrain, export the dense/pruned ONNX pair",
+        description="Train (or load) a dense model, prune it iteratively to the target ratio with "
+                    "retraining, export dense.onnx and pruned.onnx, check them against torch, and write "
+                    "manifest.json and pair.yaml (the block for the server config).",
+    )
+    _add_model_data_args(prune)
+    prune.add_argument("--method", required=True, help="wt (weight thresholding) or ft (filter thresholding)")
+    prune.add_argument("--ratio", type=float, required=True, help="target prune ratio in (0, 1)")
+    prune.add_argument("--out", required=True, help="output directory for the pair")
+    prune.add_argument("--name", help="pair name in pair.yaml (default: the output directory's name)")
+    prune.add_argument("--class-labels", help="comma-separated class labels (default: 0, 1, …)")
+    _add_training_args(prune)
+    prune.set_defaults(func=prune_command)
+
+    evaluate = subparsers.add_parser(
+        "evaluate", help="evaluate pruned models beyond test accuracy (shifts, prune potential, agreement)",
+        description="Evaluate a dense model and a family of pruned models on clean and shifted test data: "
+                    "error, prune potential, excess error, functional and rationale (SIS) agreement. "
+                    "Either give existing pair directories (--pair, repeatable) or build the family with "
+                    "--arch/--model, --methods and --ratios.",
+    )
+    _add_model_data_args(evaluate)
+    evaluate.add_argument("--pair", action="append", default=[], help="pair directory made by "
+                          "'sisguard prune' (repeatable; all must share the dense model)")
+    evaluate.add_argument("--methods", default="wt,ft", help="methods of the family to build (default wt,ft)")
+    evaluate.add_argument("--ratios", default="0.3,0.5,0.7,0.9", help="prune ratios of the family "
+                          "(default 0.3,0.5,0.7,0.9)")
+    evaluate.add_argument("--out", required=True, help="report directory")
+    evaluate.add_argument("--delta", type=float, default=0.5,
+                          help="tolerance δ of the prune potential in percentage points (default 0.5)")
+    evaluate.add_argument("--sis-samples", type=int, default=20,
+                          help="test inputs explained for rationale agreement; 0 to skip (default 20)")
+    evaluate.add_argument("--sis-threshold", type=float, default=0.9,
+                          help="SIS threshold as a fraction of each model's own score (default 0.9)")
+    _add_training_args(evaluate)
+    evaluate.set_defaults(func=evaluate_command)
+
+
+def _train_configs(args: argparse.Namespace) -> tuple[Any, Any]:
+    from sisguard.prune.train import TrainConfig
+
+    epochs = args.epochs if args.epochs is not None else (0 if args.state_dict else 30)
+    dense = TrainConfig(epochs=epochs, lr=args.lr, optimizer=args.optimizer, batch_size=args.batch_size)
+    retrain = TrainConfig(epochs=args.retrain_epochs, lr=args.retrain_lr, optimizer=args.optimizer,
+                          batch_size=args.batch_size)
+    return dense, retrain
+
+
+def build_model_and_data(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
+    """The model (untrained or loaded), the dataset, and the model description for the manifest."""
+    from sisguard.prune.data import load_dataset
+    from sisguard.prune.models import build_model
+    from sisguard.prune.pipeline import seed_everything
+
+    seed_everything(args.seed)  # the model's initial weights depend on it
+    data = load_dataset(args.data, seed=args.seed, synthetic_n=args.synthetic_n)
+    model = build_model(arch=args.arch, factory=args.model, state_dict=args.state_dict,
+                        num_classes=data.num_classes, in_channels=data.input_shape[0], width=args.width)
+    info = {"arch": args.arch, "factory": args.model, "state_dict": args.state_dict, "width": args.width}
+    return model, data, {k: v for k, v in info.items() if v is not None}
+
+
+def prune_command(args: argparse.Namespace) -> int:
+    """``sisguard prune``: make a dense/pruned pair; returns the exit code."""
+    try:
+        from sisguard.prune.pipeline import PruneConfig, run_prune
+
+        ratio = float(args.ratio)
+        dense_cfg, retrain_cfg = _train_configs(args)
+        config = PruneConfig(method=args.method.lower(), ratio=ratio, cycles=args.cycles, train=dense_cfg,
+                             retrain=retrain_cfg, seed=args.seed, opset=args.opset)
+        config.validate()
+        model, data, info = build_model_and_data(args)
+        labels = [s.strip() for s in args.class_labels.split(",")] if args.class_labels else None
+        manifest = run_prune(model, data, config, args.out, name=args.name, model_info=info,
+                             class_labels=labels, log=_log(args))
+    except PruneError as exc:
+        print(f"sisguard prune: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    acc = manifest["accuracy"]
+    print(f"{manifest['method'].upper()} ratio {manifest['ratio']:.4f}: dense acc {100 * acc['dense']['onnx']:.2f}%, "
+          f"pruned acc {100 * acc['pruned']['onnx']:.2f}%, params {manifest['params']['dense']} → "
+          f"{manifest['params']['pruned_nonzero']} (nonzero); wrote {Path(args.out) / 'pair.yaml'}")
+    return 0
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    """``sisguard evaluate``: evaluate a family of pruned models; returns the exit code."""
+    try:
+        from sisguard.prune.evaluate_cli import run_evaluate_command
+
+        report_path = run_evaluate_command(args, _log(args))
+    except PruneError as exc:
+        print(f"sisguard evaluate: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote {report_path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """A standalone parser with the ``prune`` and ``evaluate`` subcommands."""
+    parser = argparse.ArgumentParser(prog="python -m sisguard.prune",
+                                     description="Prune torch models and evaluate dense/pruned pairs.")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_subcommands(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m sisguard.prune``."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
