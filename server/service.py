@@ -9,24 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
-from sisguard.server.batching.batcher import BatchObserver
+
+from sisguard.server.batching.batcher import FOREGROUND, BatchObserver
 from sisguard.server.config import Settings
 from sisguard.server.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from sisguard.server.explain import ProgressEvent
+from sisguard.server.explaining import Explainer, ExplainOptions, ExplainOutcome
+from sisguard.server.outputs import VariantOutput, summarize, to_probabilities
 from sisguard.server.pairs import VARIANTS, Pair
 from sisguard.server.runtime.model import ModelLoadError
 from sisguard.server.runtime.providers import choose_providers
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class VariantOutput:
-    probabilities: np.ndarray  # [rows, classes] float32 (softmax for logits)
-    top1: np.ndarray  # [rows] int32
-    top1_probability: np.ndarray  # [rows] float32
 
 
 @dataclass(frozen=True)
@@ -37,29 +37,24 @@ class PredictResult:
     confidence_gap: np.ndarray | None
 
 
-def to_probabilities(raw: np.ndarray, kind: str) -> np.ndarray:
-    """Softmax for logits; probabilities and scores are used as they are."""
-    if kind != "logits":
-        return raw
-    shifted = raw - raw.max(axis=1, keepdims=True)
-    e = np.exp(shifted, dtype=np.float64)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+class ServiceObserver(BatchObserver, Protocol):
+    """What the core reports besides batches; the metrics module implements it."""
 
+    def predicted(self, pair: str, top1_agree: np.ndarray, confidence_gap: np.ndarray) -> None: ...
 
-def summarize(probs: np.ndarray) -> VariantOutput:
-    top1 = probs.argmax(axis=1).astype(np.int32)
-    return VariantOutput(probs, top1, probs[np.arange(len(top1)), top1].astype(np.float32))
+    def explained(self, pair: str, outcome: ExplainOutcome, seconds: float, *, source: str = "request") -> None: ...
 
 
 class Service:
     """Every served pair and the operations on them."""
 
-    def __init__(self, settings: Settings, observer: BatchObserver | None = None) -> None:
+    def __init__(self, settings: Settings, observer: ServiceObserver | None = None) -> None:
         self.settings = settings
         self.limits = settings.limits
-        self._observer = observer
+        self.observer = observer
         self.pairs: dict[str, Pair] = {}
         self.ready = False
+        self.explainer = Explainer(self)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -72,7 +67,7 @@ class Service:
             raise ModelLoadError("no pairs configured")
         choice = choose_providers(list(self.settings.runtime.providers), self.settings.runtime.device_id)
         for pc in self.settings.pairs:
-            pair = Pair(pc, self.settings.runtime, choice, self._observer)
+            pair = Pair(pc, self.settings.runtime, choice, self.observer)
             pair.warm_up()
             self.pairs[pc.name] = pair
         reasons = {m.cuda_reason for p in self.pairs.values() for m in p.models.values() if m.cuda_reason}
@@ -153,7 +148,28 @@ class Service:
             dense, pruned = outputs["dense"], outputs["pruned"]
             agree = dense.top1 == pruned.top1
             gap = dense.top1_probability - pruned.probabilities[np.arange(len(dense.top1)), dense.top1]
+            if self.observer is not None:
+                self.observer.predicted(pair.name, agree, gap)
         return PredictResult(pair.name, outputs, agree, gap)
+
+    async def explain(
+        self,
+        pair_name: str,
+        x: np.ndarray,
+        opts: ExplainOptions,
+        deadline: float | None,
+        *,
+        priority: int = FOREGROUND,
+        progress: Callable[[str, ProgressEvent], None] | None = None,
+        source: str = "request",
+    ) -> ExplainOutcome:
+        """Sufficient input subsets of one input for the dense and/or pruned model, and their agreement."""
+        self._require_ready()
+        started = time.monotonic()
+        outcome = await self.explainer.explain(pair_name, x, opts, deadline, priority=priority, progress=progress)
+        if self.observer is not None:
+            self.observer.explained(outcome.pair, outcome, time.monotonic() - started, source=source)
+        return outcome
 
     def model_by_infer_name(self, name: str) -> tuple[Pair, str]:
         """Resolve an Open Inference Protocol model name ``<pair>.<dense|pruned>``."""

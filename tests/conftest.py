@@ -4,9 +4,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sisguard.server.app import App
 from support.models import export, magnitude_pruned, mlp
 from support.server import running, write_config
+
+from sisguard.server.app import App
 
 INPUT_SHAPE = (1, 8, 8)
 CLASSES = 10

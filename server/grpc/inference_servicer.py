@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import grpc
 import numpy as np
+
 from sisguard.proto.inference import grpc_service_pb2 as ip
 from sisguard.proto.inference import grpc_service_pb2_grpc as ip_grpc
 from sisguard.server.errors import InvalidArgument

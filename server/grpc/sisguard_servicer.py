@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import grpc
 import numpy as np
+
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
 from sisguard.server.errors import InvalidArgument
-from sisguard.server.grpc import tensors
-from sisguard.server.grpc.status import CallObserver, deadline_of, unary
+from sisguard.server.explain import ProgressEvent
+from sisguard.server.grpc import explain_codec, tensors
+from sisguard.server.grpc.status import CallObserver, deadline_of, stream, unary
+from sisguard.server.outputs import VariantOutput
 from sisguard.server.pairs import Pair
-from sisguard.server.service import Service, VariantOutput
+from sisguard.server.service import Service
 
 _VARIANTS = {pb.VARIANT_UNSPECIFIED: "both", pb.BOTH: "both", pb.DENSE: "dense", pb.PRUNED: "pruned"}
 _OUTPUT_KINDS = {"logits": pb.LOGITS, "probabilities": pb.PROBABILITIES, "scores": pb.SCORES}
@@ -105,3 +111,48 @@ class SISGuardServicer(pb_grpc.SISGuardServicer):
             resp.top1_agree.extend(result.top1_agree.tolist())
             resp.confidence_gap.extend(result.confidence_gap.tolist())
         return resp
+
+    @unary("Explain")
+    async def Explain(
+        self, request: pb.ExplainRequest, context: grpc.aio.ServicerContext, rid: str
+    ) -> pb.ExplainResponse:
+        x, opts = explain_codec.options(request, self.service.limits.max_elements)
+        outcome = await self.service.explain(request.pair, x, opts, deadline_of(context))
+        return explain_codec.response(outcome, rid, request.return_backselect)
+
+    @stream("ExplainStream")
+    async def ExplainStream(
+        self, request: pb.ExplainRequest, context: grpc.aio.ServicerContext, rid: str
+    ) -> AsyncIterator[pb.ExplainEvent]:
+        x, opts = explain_codec.options(request, self.service.limits.max_elements)
+        events: asyncio.Queue[pb.ExplainEvent] = asyncio.Queue()
+        variants = {"dense": pb.DENSE, "pruned": pb.PRUNED}
+
+        def progress(variant: str, ev: ProgressEvent) -> None:
+            events.put_nowait(
+                pb.ExplainEvent(
+                    progress=pb.ExplainProgress(
+                        variant=variants[variant],
+                        round=ev.round,
+                        step=ev.step,
+                        features_left=ev.features_left,
+                        evaluations=ev.evaluations,
+                    )
+                )
+            )
+
+        task = asyncio.ensure_future(
+            self.service.explain(request.pair, x, opts, deadline_of(context), progress=progress)
+        )
+        try:
+            while not task.done() or not events.empty():
+                getter = asyncio.ensure_future(events.get())
+                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                else:
+                    getter.cancel()
+            outcome = task.result()
+        finally:
+            task.cancel()  # a cancelled stream stops the explanation at its next step
+        yield pb.ExplainEvent(result=explain_codec.response(outcome, rid, request.return_backselect))

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 import grpc
+
 from sisguard.server import errors
 
 log = logging.getLogger(__name__)

@@ -6,6 +6,7 @@ import math
 import sys
 
 import numpy as np
+
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.server.errors import InvalidArgument, ResourceExhausted
 

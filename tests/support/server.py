@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from sisguard.server.app import App
 from sisguard.server.config import load_settings
 

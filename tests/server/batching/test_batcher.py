@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+
 from sisguard.server.batching.batcher import BACKGROUND, Batcher
 from sisguard.server.errors import DeadlineExceeded, ResourceExhausted, Unavailable
 

@@ -1,0 +1,28 @@
+"""Model outputs as callers see them: probabilities, top-1 and its probability."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class VariantOutput:
+    probabilities: np.ndarray  # [rows, classes] float32 (softmax for logits)
+    top1: np.ndarray  # [rows] int32
+    top1_probability: np.ndarray  # [rows] float32
+
+
+def to_probabilities(raw: np.ndarray, kind: str) -> np.ndarray:
+    """Softmax for logits; probabilities and scores are used as they are."""
+    if kind != "logits":
+        return raw
+    shifted = raw - raw.max(axis=1, keepdims=True)
+    e = np.exp(shifted, dtype=np.float64)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def summarize(probs: np.ndarray) -> VariantOutput:
+    top1 = probs.argmax(axis=1).astype(np.int32)
+    return VariantOutput(probs, top1, probs[np.arange(len(top1)), top1].astype(np.float32))
