@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
 from sisguard.server.explain.features import subset_input
 from sisguard.server.explain.sis import (
     ProgressEvent,
@@ -182,12 +183,8 @@ def compute_agreement(
         iou_union=jaccard(_union(dense), _union(pruned)),
         dense_sis_sufficient_for_pruned=d_suff,
         pruned_sis_sufficient_for_dense=p_suff,
-        dense_sis_score_on_pruned=math.nan
-        if dense_sis_score_on_pruned is None
-        else dense_sis_score_on_pruned,
-        pruned_sis_score_on_dense=math.nan
-        if pruned_sis_score_on_dense is None
-        else pruned_sis_score_on_dense,
+        dense_sis_score_on_pruned=math.nan if dense_sis_score_on_pruned is None else dense_sis_score_on_pruned,
+        pruned_sis_score_on_dense=math.nan if pruned_sis_score_on_dense is None else pruned_sis_score_on_dense,
         rank_correlation=rho,
         dense_sis_size=len(first_d or ()),
         pruned_sis_size=len(first_p or ()),

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import DTypeLike
+
 from sisguard.server.errors import InvalidArgument
 
 __all__ = ["constant_baseline", "tensor_baseline", "zero_baseline"]
@@ -42,9 +43,7 @@ def tensor_baseline(tensor: np.ndarray, shape: Sequence[int], dtype: DTypeLike =
     t = np.asarray(tensor)
     s = _shape(shape)
     if t.shape != s:
-        raise InvalidArgument(
-            f"baseline tensor has shape {list(t.shape)}, expected the input shape {list(s)}"
-        )
+        raise InvalidArgument(f"baseline tensor has shape {list(t.shape)}, expected the input shape {list(s)}")
     if t.dtype.kind not in "biuf":
         raise InvalidArgument(f"baseline tensor must be numeric, got dtype {t.dtype}")
     if t.dtype.kind == "f" and not np.all(np.isfinite(t)):

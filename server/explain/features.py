@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+
 from sisguard.server.errors import InvalidArgument
 
 __all__ = [
@@ -124,9 +125,7 @@ def _check_values(g: np.ndarray) -> None:
         )
 
 
-def explicit_groups(
-    group_map: np.ndarray, shape: Sequence[int], max_features: int | None = None
-) -> np.ndarray:
+def explicit_groups(group_map: np.ndarray, shape: Sequence[int], max_features: int | None = None) -> np.ndarray:
     """Validate a caller's group map and broadcast it to the input shape.
 
     The map must hold integers, be broadcastable to ``shape`` (e.g. an ``[H, W]`` map for a
@@ -140,15 +139,12 @@ def explicit_groups(
     if g.dtype == np.bool_ or not np.issubdtype(g.dtype, np.integer):
         raise InvalidArgument(f"group map must hold integers, got dtype {g.dtype}")
     if g.size == 0:
-        raise InvalidArgument(
-            f"group map is empty (shape {list(g.shape)}), expected one broadcastable to {list(s)}"
-        )
+        raise InvalidArgument(f"group map is empty (shape {list(g.shape)}), expected one broadcastable to {list(s)}")
     try:
         full = np.broadcast_to(g, s)
     except ValueError:
         raise InvalidArgument(
-            f"group map has shape {list(g.shape)}, "
-            f"expected a shape broadcastable to the input shape {list(s)}"
+            f"group map has shape {list(g.shape)}, expected a shape broadcastable to the input shape {list(s)}"
         ) from None
     _check_values(g)
     return _cap(np.ascontiguousarray(full, dtype=np.int32), max_features)
@@ -168,12 +164,11 @@ def feature_mask(groups: np.ndarray, features: Iterable[int]) -> np.ndarray:
     f = _feature_array(features, num_features(g))
     selected = np.zeros(num_features(g), dtype=bool)
     selected[f] = True
-    return selected[g]
+    mask: np.ndarray = selected[g]
+    return mask
 
 
-def subset_input(
-    x: np.ndarray, baseline: np.ndarray, groups: np.ndarray, features: Iterable[int]
-) -> np.ndarray:
+def subset_input(x: np.ndarray, baseline: np.ndarray, groups: np.ndarray, features: Iterable[int]) -> np.ndarray:
     """``x`` with only ``features`` present and every other element at the baseline (dtype of ``x``)."""
     xa = np.asarray(x)
     b = np.asarray(baseline)

@@ -22,6 +22,7 @@ so a round that cannot finish is never started.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import numpy as np
+
 from sisguard.server.errors import Internal, InvalidArgument, ResourceExhausted
 from sisguard.server.explain.features import validate_groups
 
@@ -52,6 +54,7 @@ ScoreFn = Callable[[np.ndarray], Awaitable[np.ndarray]]
 SISStatus = Literal["found", "not_confident", "baseline_sufficient", "partial"]
 
 _T = TypeVar("_T")
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -90,9 +93,7 @@ class SISParams:
             if int(value) < 1:
                 raise InvalidArgument(f"{name} must be at least 1, got {value}")
         if self.max_evaluations is not None and int(self.max_evaluations) < 0:
-            raise InvalidArgument(
-                f"max_evaluations must be non-negative or unset, got {self.max_evaluations}"
-            )
+            raise InvalidArgument(f"max_evaluations must be non-negative or unset, got {self.max_evaluations}")
 
 
 @dataclass(frozen=True)
@@ -186,9 +187,7 @@ class _Masker:
         """Flat element indices of all ``features``, concatenated feature by feature."""
         lens = self._sizes[features]
         ends = np.cumsum(lens)
-        offsets = np.repeat(self._starts[features] - (ends - lens), lens) + np.arange(
-            int(ends[-1]) if lens.size else 0
-        )
+        offsets = np.repeat(self._starts[features] - (ends - lens), lens) + np.arange(int(ends[-1]) if lens.size else 0)
         return self._order[offsets]
 
     def mask(self, state: np.ndarray, features: np.ndarray) -> None:
@@ -225,7 +224,8 @@ class _Scorer:
         n = rows.shape[0]
         out = np.asarray(await self._score(rows.reshape((n, *self._shape))), dtype=np.float64)
         if out.shape != (n,):
-            raise Internal(f"score function returned shape {list(out.shape)} for {n} rows, expected [{n}]")
+            _log.error("score function returned shape %s for %d rows, expected (%d,)", out.shape, n, n)
+            raise Internal("scoring failed: the model returned a malformed result")
         return out
 
     async def inputs(self, rows: np.ndarray) -> np.ndarray:
@@ -253,9 +253,7 @@ def _validate(x: np.ndarray, baseline: np.ndarray, groups: np.ndarray) -> tuple[
     if x.size == 0:
         raise InvalidArgument(f"input is empty (shape {list(x.shape)})")
     if baseline.shape != x.shape:
-        raise InvalidArgument(
-            f"baseline has shape {list(baseline.shape)}, expected the input shape {list(x.shape)}"
-        )
+        raise InvalidArgument(f"baseline has shape {list(baseline.shape)}, expected the input shape {list(x.shape)}")
     d = validate_groups(groups, x.shape)
     return np.ascontiguousarray(groups, dtype=np.int64), baseline.astype(x.dtype, copy=False), d
 
@@ -440,9 +438,7 @@ async def _backselect(
         rem = np.delete(rem, picks)
         if progress is not None:
             progress(
-                ProgressEvent(
-                    round=round_, step=step, features_left=int(rem.size), evaluations=scorer.evaluations
-                )
+                ProgressEvent(round=round_, step=step, features_left=int(rem.size), evaluations=scorer.evaluations)
             )
         step += 1
     return order, scores, exact

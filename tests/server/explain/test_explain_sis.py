@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+
 import sisguard.server.explain.agreement as agreement_module
 import sisguard.server.explain.baselines as baselines_module
 import sisguard.server.explain.features as features_module
@@ -278,12 +279,13 @@ async def test_score_function_errors_propagate_unchanged() -> None:
         await find_sis(x, np.zeros(8), element_groups(x.shape), score, SISParams(threshold=0.5, chunk_size=3))
 
 
-async def test_score_function_with_wrong_shape_is_internal() -> None:
+async def test_score_function_with_wrong_shape_is_internal(caplog: pytest.LogCaptureFixture) -> None:
     async def score(batch: np.ndarray) -> np.ndarray:
         return np.ones((len(batch), 2))
 
-    with pytest.raises(Internal, match=r"returned shape \[2, 2\] for 2 rows"):
+    with pytest.raises(Internal, match="scoring failed: the model returned a malformed result"):
         await find_sis(np.ones(3), np.zeros(3), element_groups((3,)), score, SISParams(threshold=0.5))
+    assert "returned shape (2, 2) for 2 rows" in caplog.text  # details go to the log only
 
 
 # --------------------------------------------------------------------------- cancellation
