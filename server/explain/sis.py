@@ -229,7 +229,7 @@ class _Scorer:
         return out
 
     async def inputs(self, rows: np.ndarray) -> np.ndarray:
-        """Scores of a few explicit flat inputs ``(m, n)`` (at most one chunk's worth each call)."""
+        """Scores of explicit flat inputs ``(m, n)`` (f(x), f(baseline), check and extra rows), chunked."""
         self.require(rows.shape[0])
         self.evaluations += rows.shape[0]
         parts = [rows[i : i + self._chunk] for i in range(0, rows.shape[0], self._chunk)]
