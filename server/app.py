@@ -15,9 +15,11 @@ from sisguard.proto.inference import grpc_service_pb2_grpc as ip_grpc
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
 from sisguard.server.config import Settings
+from sisguard.server.grpc.auth import TokenAuthInterceptor, accepted_tokens
 from sisguard.server.grpc.inference_servicer import InferenceServicer
 from sisguard.server.grpc.sisguard_servicer import SISGuardServicer
 from sisguard.server.service import Service
+from sisguard.server.tls import server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,8 @@ class App:
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port: int | None = None
+        self.health_server: grpc.aio.Server | None = None  # plaintext health-only port (settings.health_port)
+        self.health_port: int | None = None
 
     def _grpc_options(self) -> list[tuple[str, int]]:
         size = self.settings.limits.max_message_bytes
@@ -52,13 +56,40 @@ class App:
             ("grpc.so_reuseport", 0),
         ]
 
+    def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        tokens = accepted_tokens(self.settings)
+        return [TokenAuthInterceptor(tokens)] if tokens else []
+
+    def _bind(self, server: grpc.aio.Server, address: str) -> int:
+        creds = server_credentials(self.settings.tls)
+        port = server.add_insecure_port(address) if creds is None else server.add_secure_port(address, creds)
+        if port == 0:
+            raise OSError(f"cannot bind {address}")
+        return port
+
+    async def _start_health_port(self) -> None:
+        if self.settings.health_port is None:
+            return
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        self.health_port = self._bind_plain(server, f"{self.settings.host}:{self.settings.health_port}")
+        await server.start()
+        self.health_server = server
+
+    @staticmethod
+    def _bind_plain(server: grpc.aio.Server, address: str) -> int:
+        port = server.add_insecure_port(address)
+        if port == 0:
+            raise OSError(f"cannot bind {address}")
+        return port
+
     async def _set_health(self, status: int) -> None:
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, status)
 
     async def start(self) -> int:
         """Serve; returns the bound port once every model is loaded and warmed up."""
-        server = grpc.aio.server(options=self._grpc_options())
+        server = grpc.aio.server(options=self._grpc_options(), interceptors=self._interceptors())
         pb_grpc.add_SISGuardServicer_to_server(SISGuardServicer(self.service), server)
         ip_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.service), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -68,16 +99,17 @@ class App:
                 server,
             )
         address = f"{self.settings.host}:{self.settings.port}"
-        port = server.add_insecure_port(address)
-        if port == 0:
-            raise OSError(f"cannot bind {address}")
+        port = self._bind(server, address)
         await self._set_health(_NOT_SERVING)
         await server.start()
         self.server, self.port = server, port
         try:
+            await self._start_health_port()
             await asyncio.to_thread(self.service.load)
         except BaseException:
             await server.stop(None)
+            if self.health_server is not None:
+                await self.health_server.stop(None)
             raise
         self.service.start()
         await self._set_health(_SERVING)
@@ -89,6 +121,8 @@ class App:
         await self.health.enter_graceful_shutdown()
         if self.server is not None:
             await self.server.stop(grace)
+        if self.health_server is not None:  # answers NOT_SERVING until the main port is closed
+            await self.health_server.stop(None)
         await self.service.close()
 
     async def wait(self) -> None:

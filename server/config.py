@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 OutputKind = Literal["logits", "probabilities", "scores"]
 FeatureChoice = Literal["element", "pixel", "patch", "explicit"]
@@ -121,11 +121,23 @@ class RuntimeConfig(_Strict):
 
 
 class TLSConfig(_Strict):
-    """TLS on the gRPC port; mutual TLS when client_ca is set."""
+    """TLS on the gRPC port; mutual TLS when client_ca is set (see docs/security.md)."""
 
-    cert: Path | None = None
-    key: Path | None = None
-    client_ca: Path | None = None
+    cert: Path | None = Field(None, description="PEM server certificate chain; TLS is on when set.")
+    key: Path | None = Field(None, description="PEM private key of the certificate.")
+    client_ca: Path | None = Field(None, description="PEM CA bundle; when set, clients must present a certificate.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> TLSConfig:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("tls.cert and tls.key must be set together")
+        if self.client_ca is not None and self.cert is None:
+            raise ValueError("tls.client_ca (mutual TLS) needs tls.cert and tls.key")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert is not None
 
 
 class LimitsConfig(_Strict):
@@ -155,9 +167,22 @@ class Settings(BaseSettings):
     runtime: RuntimeConfig = RuntimeConfig()
     limits: LimitsConfig = LimitsConfig()
     tls: TLSConfig = TLSConfig()
-    tokens_file: Path | None = Field(None, description="File with one accepted bearer token per line.")
-    tokens: list[str] = Field(default_factory=list, description="Accepted bearer tokens (prefer tokens_file).")
+    health_port: int | None = Field(
+        None, ge=0, le=65535, description="Extra plaintext port serving only grpc.health.v1 (probes when TLS is on)."
+    )
+    tokens_file: Path | None = Field(None, description="File with one accepted bearer token per line ('#' comments).")
+    tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Accepted bearer tokens; SISGUARD_TOKENS takes a comma-separated list (prefer tokens_file).",
+    )
     pairs: list[PairConfig] = Field(default_factory=list, description="Served model pairs.")
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [t.strip() for t in v.split(",") if t.strip()]
+        return v
 
     @model_validator(mode="after")
     def _unique_pairs(self) -> Settings:
@@ -207,4 +232,15 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"config {path} is invalid: {problems}") from exc
     base = path.resolve().parent
-    return settings.model_copy(update={"pairs": [p.resolved(base) for p in settings.pairs]})
+
+    def fix(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else (base / p).resolve()
+
+    tls = settings.tls.model_copy(update={k: fix(getattr(settings.tls, k)) for k in ("cert", "key", "client_ca")})
+    return settings.model_copy(
+        update={
+            "pairs": [p.resolved(base) for p in settings.pairs],
+            "tls": tls,
+            "tokens_file": fix(settings.tokens_file),
+        }
+    )
