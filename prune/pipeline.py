@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import random
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,15 +147,23 @@ def pruned_ratio(model: nn.Module, dense_params: int) -> float:
 
 def write_pair(dense: nn.Module, pruned: nn.Module, data: Dataset, config: PruneConfig,
                out_dir: str | Path, name: str, model_info: dict[str, Any],
-               class_labels: list[str] | None = None, log: Log | None = None) -> dict[str, Any]:
-    """Export both models, check them against torch, write ``manifest.json`` and ``pair.yaml``."""
+               class_labels: list[str] | None = None, log: Log | None = None,
+               dense_file: Path | None = None) -> dict[str, Any]:
+    """Export both models, check them against torch, write ``manifest.json`` and ``pair.yaml``.
+
+    ``dense_file`` is an already exported ``dense.onnx`` of ``dense`` to copy instead of
+    exporting again (a family of pairs shares one dense model).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     checks: dict[str, float] = {}
     onnx_acc: dict[str, float] = {}
     for file_name, model in (("dense.onnx", dense), ("pruned.onnx", pruned)):
         path = out / file_name
-        export_onnx(model, data.input_shape, path, config.opset)
+        if file_name == "dense.onnx" and dense_file is not None:
+            shutil.copyfile(dense_file, path)
+        else:
+            export_onnx(model, data.input_shape, path, config.opset)
         checks[file_name] = check_onnx(path, model, data.x_test)
         logits = run_onnx(make_session(path), data.x_test)
         onnx_acc[file_name] = float((logits.argmax(axis=1) == data.y_test).mean())
