@@ -62,6 +62,36 @@ class ImageConfig(_Strict):
     invert: bool = Field(False, description="Invert grey levels first (dark digits on white paper).")
 
 
+class NoiseProbeConfig(_Strict):
+    """Top-1 agreement of dense and pruned on noisy copies of sampled Predict rows (uniform noise in [-eps, eps])."""
+
+    sample_rate: float = Field(0.01, ge=0.0, le=1.0, description="Share of Predict rows probed; 0 disables.")
+    levels: list[float] = Field(
+        [0.05, 0.1, 0.2], min_length=1, max_length=8, description="Noise amplitudes eps (input units)."
+    )
+    copies: int = Field(16, ge=1, le=1024, description="Noisy copies per level and sampled row.")
+    max_per_second: float = Field(5.0, gt=0.0, description="Budget: probed rows per second.")
+    queue_size: int = Field(64, ge=1, description="Sampled rows waiting; more are dropped (and counted).")
+
+    @field_validator("levels")
+    @classmethod
+    def _valid_levels(cls, v: list[float]) -> list[float]:
+        if any(not (0.0 < x < 1e6) for x in v):
+            raise ValueError("noise levels must be positive")
+        if len(set(v)) != len(v):
+            raise ValueError("noise levels must be distinct")
+        return sorted(v)
+
+
+class ShadowConfig(_Strict):
+    """Shadow explanations of live Predict traffic, at background priority."""
+
+    sample_rate: float = Field(0.01, ge=0.0, le=1.0, description="Share of Predict rows explained; 0 disables.")
+    max_per_second: float = Field(1.0, gt=0.0, description="Budget: shadow explanations per second.")
+    queue_size: int = Field(32, ge=1, description="Sampled rows waiting; more are dropped (and counted).")
+    noise_probe: NoiseProbeConfig = NoiseProbeConfig()
+
+
 class PairConfig(_Strict):
     """One dense/pruned model pair."""
 
@@ -83,6 +113,7 @@ class PairConfig(_Strict):
     )
     queue_capacity: int = Field(8192, ge=1, description="Rows waiting per model before RESOURCE_EXHAUSTED.")
     explain: ExplainConfig = ExplainConfig()
+    shadow: ShadowConfig = ShadowConfig()
     image: ImageConfig = ImageConfig()
 
     @field_validator("name")

@@ -55,6 +55,9 @@ class Service:
         self.pairs: dict[str, Pair] = {}
         self.ready = False
         self.explainer = Explainer(self)
+        # Called with (pair, rows) after every successful Predict: shadow explanations and noise
+        # probes sample here. Listeners must not block (they sample and enqueue).
+        self.predict_listeners: list[Callable[[str, np.ndarray], None]] = []
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -150,6 +153,8 @@ class Service:
             gap = dense.top1_probability - pruned.probabilities[np.arange(len(dense.top1)), dense.top1]
             if self.observer is not None:
                 self.observer.predicted(pair.name, agree, gap)
+        for listener in self.predict_listeners:
+            listener(pair.name, x)
         return PredictResult(pair.name, outputs, agree, gap)
 
     async def explain(

@@ -1,0 +1,395 @@
+"""Prometheus metrics: what the batchers, the gRPC adapters, the core, shadow explanations and noise
+probes report, on a registry the app creates (tests pass a fresh one).
+
+The module observes; it never decides. Naming follows Prometheus conventions: one ``sisguard_``
+prefix, base units, counters end in ``_total``, explicit buckets per quantity. Labels come only
+from small fixed sets: ``pair`` (configured), ``variant`` (dense/pruned), ``rpc`` (method names),
+``code`` (gRPC status names), ``reason`` (divergence or drop reasons), ``source``
+(request/shadow) and ``level`` (configured noise levels). Series a dashboard or an alert reads are
+created at zero when a pair is registered (:meth:`Metrics.set_pair_info`), so a quiet server
+answers 0 rather than "no data".
+
+``docs/monitoring.md`` lists every metric with what a healthy value looks like.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+PREFIX = "sisguard"
+VARIANTS = ("dense", "pruned")
+SOURCES = ("request", "shadow")
+DIVERGENCE_REASONS = (
+    "top1_differs",
+    "low_iou",
+    "dense_sis_insufficient_for_pruned",
+    "pruned_sis_insufficient_for_dense",
+    "pruned_not_confident",
+    "low_rank_correlation",
+)
+SHADOW_DROP_REASONS = ("queue_full", "failed", "shutdown")
+PROBE_DROP_REASONS = ("queue_full", "failed", "shutdown")
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+EXPLAIN_SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+BATCH_ROWS_BUCKETS = tuple(float(2**i) for i in range(13))  # 1 … 4096
+FEATURE_COUNT_BUCKETS = (0.0, *BATCH_ROWS_BUCKETS)  # SIS sizes: 0 (no SIS) … 4096 features
+EVALUATION_BUCKETS = tuple(float(4**i) for i in range(1, 12))  # 4 … ~4.2M rows
+UNIT_BUCKETS = tuple(round(0.1 * i, 1) for i in range(11))  # [0, 1] in tenths: IoU
+SIGNED_UNIT_BUCKETS = tuple(round(-1.0 + 0.2 * i, 1) for i in range(11))  # [-1, 1]: gaps, correlations
+
+RPCS = (
+    "ListModels",
+    "Predict",
+    "Explain",
+    "ExplainStream",
+    "ServerLive",
+    "ServerReady",
+    "ModelReady",
+    "ServerMetadata",
+    "ModelMetadata",
+    "ModelInfer",
+)
+
+
+def level_label(level: float) -> str:
+    """The ``level`` label of a noise amplitude: the shortest decimal that round-trips (0.05 → "0.05")."""
+    return repr(float(level))
+
+
+def split_model(model: str) -> tuple[str, str]:
+    """``"<pair>.<variant>"`` (a batcher's name) → ``(pair, variant)``."""
+    pair, _, variant = model.rpartition(".")
+    return (pair, variant) if variant in VARIANTS else (model, "unknown")
+
+
+class Metrics:
+    """Every sisguard metric on ``registry``.
+
+    Implements the observer protocols of the batcher (``BatchObserver``), the gRPC adapters
+    (``CallObserver``), the core (``ServiceObserver``), shadow explanations and noise probes.
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> reg = CollectorRegistry()
+    >>> m = Metrics(reg)
+    >>> m.call_started("Predict"); m.call_finished("Predict", "OK", 0.004)
+    >>> reg.get_sample_value("sisguard_requests_total", {"rpc": "Predict", "code": "OK"})
+    1.0
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        r = registry
+
+        def counter(name: str, doc: str, labels: Sequence[str]) -> Counter:
+            return Counter(f"{PREFIX}_{name}", doc, labelnames=labels, registry=r)
+
+        def gauge(name: str, doc: str, labels: Sequence[str]) -> Gauge:
+            return Gauge(f"{PREFIX}_{name}", doc, labelnames=labels, registry=r)
+
+        def histogram(name: str, doc: str, labels: Sequence[str], buckets: Sequence[float]) -> Histogram:
+            return Histogram(f"{PREFIX}_{name}", doc, labelnames=labels, buckets=buckets, registry=r)
+
+        pv, ps = ("pair", "variant"), ("pair", "source")
+
+        # -- serving --------------------------------------------------------------------------
+        self.requests = counter("requests", "RPCs finished, by method and gRPC status code.", ("rpc", "code"))
+        self.request_failures = counter(
+            "request_failures", "RPCs that finished with a status other than OK.", ("rpc", "code")
+        )
+        self.request_seconds = histogram(
+            "request_duration_seconds", "Time from receiving an RPC to its status.", ("rpc",), LATENCY_BUCKETS
+        )
+        self.in_flight = gauge("requests_in_flight", "RPCs being handled now.", ("rpc",))
+        self.queue_wait = histogram(
+            "batch_queue_wait_seconds", "Time a submission waited in its model's queue.", pv, LATENCY_BUCKETS
+        )
+        self.compute = histogram("batch_compute_seconds", "Time one batch ran on its model.", pv, LATENCY_BUCKETS)
+        self.batch_rows = histogram("batch_size_rows", "Rows per model run.", pv, BATCH_ROWS_BUCKETS)
+        self.queue_rows = gauge("queue_rows", "Rows waiting in the model's batch queue.", pv)
+        self.queue_capacity = gauge(
+            "queue_capacity_rows", "Rows the model's queue holds before RESOURCE_EXHAUSTED.", pv
+        )
+        self.model_ready = gauge("model_ready", "1 when the model is loaded, warmed up and serving.", pv)
+        self.model_info = Info(f"{PREFIX}_model", "The model's execution provider.", labelnames=pv, registry=r)
+        self.prune_ratio = gauge(
+            "pair_prune_ratio", "Share of the dense model's parameters that are zero in the pruned one.", ("pair",)
+        )
+
+        # -- explanations ---------------------------------------------------------------------
+        self.explanations = counter("explanations", "Explanations finished (cache hits included).", ps)
+        self.explain_seconds = histogram(
+            "explain_duration_seconds", "Time one explanation took, both variants.", ps, EXPLAIN_SECONDS_BUCKETS
+        )
+        self.explain_evaluations = counter(
+            "explain_evaluations", "Rows scored by the SIS engine (cache hits add none).", ("pair", "variant", "source")
+        )
+        self.explain_evaluations_hist = histogram(
+            "explain_scored_rows",
+            "Rows one explanation scored on one variant.",
+            ("pair", "variant"),
+            EVALUATION_BUCKETS,
+        )
+
+        # -- agreement of explained requests (both variants explained) -----------------------
+        self.agreement_compared = counter(
+            "agreement_explanations", "Explanations that compared the dense and the pruned rationale.", ps
+        )
+        self.agreement_top1 = counter(
+            "agreement_top1_agree", "Compared explanations where dense and pruned chose the same class.", ps
+        )
+        self.agreement_gap = histogram(
+            "agreement_confidence_gap", "f_dense(x) - f_pruned(x) for the explained class.", ps, SIGNED_UNIT_BUCKETS
+        )
+        self.agreement_iou_first = histogram(
+            "agreement_iou_first", "Jaccard overlap of the dense and pruned first SIS.", ps, UNIT_BUCKETS
+        )
+        self.agreement_iou_union = histogram(
+            "agreement_iou_union", "Jaccard overlap of the unions of the SIS collections.", ps, UNIT_BUCKETS
+        )
+        self.cross_checked = counter(
+            "agreement_cross_checked",
+            "First SIS of `variant` checked on the other model (both sides had a SIS).",
+            ("pair", "variant", "source"),
+        )
+        self.cross_sufficient = counter(
+            "agreement_cross_sufficient",
+            "First SIS of `variant` that kept the other model at the threshold.",
+            ("pair", "variant", "source"),
+        )
+        self.rank_correlation = histogram(
+            "agreement_rank_correlation",
+            "Spearman correlation of the first-round BackSelect removal orders.",
+            ps,
+            SIGNED_UNIT_BUCKETS,
+        )
+        self.sis_size = histogram(
+            "agreement_sis_size_features",
+            "Features in the first SIS of `variant` (0: none found).",
+            ("pair", "variant", "source"),
+            FEATURE_COUNT_BUCKETS,
+        )
+        self.divergent = counter("agreement_divergent", "Compared explanations flagged divergent.", ps)
+        self.divergent_reasons = counter(
+            "agreement_divergence_reasons",
+            "Divergent explanations by reason (one may have several).",
+            ("pair", "source", "reason"),
+        )
+
+        # -- prediction agreement (Predict with variant BOTH) ---------------------------------
+        self.predict_rows = counter("prediction_compared_rows", "Predict rows run on both models.", ("pair",))
+        self.predict_agree = counter(
+            "prediction_top1_agree_rows", "Predict rows where both models chose the same class.", ("pair",)
+        )
+        self.predict_gap = histogram(
+            "prediction_confidence_gap",
+            "Per row: p_dense(top1_dense) - p_pruned(top1_dense).",
+            ("pair",),
+            SIGNED_UNIT_BUCKETS,
+        )
+
+        # -- shadow explanations --------------------------------------------------------------
+        self.shadow_sampled = counter("shadow_sampled_rows", "Predict rows sampled for shadow explanation.", ("pair",))
+        self.shadow_dropped = counter(
+            "shadow_dropped_rows", "Sampled rows not explained, by reason.", ("pair", "reason")
+        )
+        self.shadow_queue = gauge("shadow_queue_rows", "Sampled rows waiting for a shadow explanation.", ("pair",))
+        self.shadow_queue_capacity = gauge("shadow_queue_capacity_rows", "Bound of the shadow queue.", ("pair",))
+
+        # -- noise probes ---------------------------------------------------------------------
+        self.probe_sampled = counter("noise_probe_sampled_rows", "Predict rows sampled for noise probes.", ("pair",))
+        self.probe_dropped = counter(
+            "noise_probe_dropped_rows", "Sampled rows not probed, by reason.", ("pair", "reason")
+        )
+        self.probe_copies = counter(
+            "noise_probe_copies", "Noisy copies run on both models, by noise level.", ("pair", "level")
+        )
+        self.probe_agree = counter(
+            "noise_probe_top1_agree_copies", "Noisy copies where both models chose the same class.", ("pair", "level")
+        )
+        self.probe_queue = gauge("noise_probe_queue_rows", "Sampled rows waiting for a noise probe.", ("pair",))
+
+    # -- registration (app start-up) ----------------------------------------------------------
+
+    def set_pair_info(
+        self, pair: str, *, prune_ratio: float, noise_levels: Iterable[float] = (), shadow_queue_size: int = 0
+    ) -> None:
+        """Create the pair's series at zero (so queries see 0, not nothing) and record static facts."""
+        self.prune_ratio.labels(pair).set(prune_ratio)
+        self.shadow_queue_capacity.labels(pair).set(shadow_queue_size)
+        self.shadow_queue.labels(pair)
+        self.probe_queue.labels(pair)
+        self.predict_rows.labels(pair)
+        self.predict_agree.labels(pair)
+        self.predict_gap.labels(pair)
+        self.shadow_sampled.labels(pair)
+        self.probe_sampled.labels(pair)
+        for reason in SHADOW_DROP_REASONS:
+            self.shadow_dropped.labels(pair, reason)
+        for reason in PROBE_DROP_REASONS:
+            self.probe_dropped.labels(pair, reason)
+        for level in noise_levels:
+            self.probe_copies.labels(pair, level_label(level))
+            self.probe_agree.labels(pair, level_label(level))
+        for source in SOURCES:
+            for m in (
+                self.explanations,
+                self.explain_seconds,
+                self.agreement_compared,
+                self.agreement_top1,
+                self.agreement_gap,
+                self.agreement_iou_first,
+                self.agreement_iou_union,
+                self.rank_correlation,
+                self.divergent,
+            ):
+                m.labels(pair, source)
+            for reason in DIVERGENCE_REASONS:
+                self.divergent_reasons.labels(pair, source, reason)
+            for variant in VARIANTS:
+                for m in (self.explain_evaluations, self.cross_checked, self.cross_sufficient, self.sis_size):
+                    m.labels(pair, variant, source)
+        for variant in VARIANTS:
+            self.explain_evaluations_hist.labels(pair, variant)
+
+    def set_model_info(self, pair: str, variant: str, *, provider: str, queue_capacity: int) -> None:
+        self.model_info.labels(pair, variant).info({"provider": provider})
+        self.queue_capacity.labels(pair, variant).set(queue_capacity)
+        self.queue_rows.labels(pair, variant)
+        self.model_ready.labels(pair, variant)
+        for m in (self.queue_wait, self.compute, self.batch_rows):
+            m.labels(pair, variant)
+
+    def set_ready(self, pair: str, variant: str, ready: bool) -> None:
+        self.model_ready.labels(pair, variant).set(1.0 if ready else 0.0)
+
+    def set_rpcs(self, rpcs: Iterable[str] = RPCS) -> None:
+        """Create per-RPC series at zero (OK counts, latency, in-flight)."""
+        for rpc in rpcs:
+            self.requests.labels(rpc, "OK")
+            self.request_seconds.labels(rpc)
+            self.in_flight.labels(rpc)
+
+    # -- CallObserver -------------------------------------------------------------------------
+
+    def call_started(self, rpc: str) -> None:
+        self.in_flight.labels(rpc).inc()
+
+    def call_finished(self, rpc: str, code: str, seconds: float) -> None:
+        self.in_flight.labels(rpc).dec()
+        self.requests.labels(rpc, code).inc()
+        if code != "OK":
+            self.request_failures.labels(rpc, code).inc()
+        self.request_seconds.labels(rpc).observe(seconds)
+
+    # -- BatchObserver ------------------------------------------------------------------------
+
+    def batch_done(self, model: str, rows: int, queue_wait: list[float], compute_seconds: float) -> None:
+        pair, variant = split_model(model)
+        wait = self.queue_wait.labels(pair, variant)
+        for w in queue_wait:
+            wait.observe(max(w, 0.0))
+        self.compute.labels(pair, variant).observe(compute_seconds)
+        self.batch_rows.labels(pair, variant).observe(rows)
+
+    def queue_changed(self, model: str, rows: int) -> None:
+        pair, variant = split_model(model)
+        self.queue_rows.labels(pair, variant).set(rows)
+
+    # -- ServiceObserver ----------------------------------------------------------------------
+
+    def predicted(self, pair: str, top1_agree: np.ndarray, confidence_gap: np.ndarray) -> None:
+        agree = np.asarray(top1_agree, dtype=bool)
+        self.predict_rows.labels(pair).inc(int(agree.size))
+        self.predict_agree.labels(pair).inc(int(agree.sum()))
+        gap = self.predict_gap.labels(pair)
+        for g in np.asarray(confidence_gap, dtype=np.float64).ravel():
+            if math.isfinite(g):
+                gap.observe(float(g))
+
+    def explained(
+        self,
+        pair: str,
+        outcome: Any,
+        seconds: float,
+        *,
+        source: str = "request",
+        evaluations: dict[str, int] | None = None,
+    ) -> None:
+        """One finished explanation: ``outcome`` is an ``ExplainOutcome`` or a ``PairExplanation``.
+
+        Evaluations default to the SIS results' own counts; cache hits (``outcome.cached``) add none.
+        """
+        explanation = getattr(outcome, "explanation", outcome)
+        cached = bool(getattr(outcome, "cached", False))
+        source = source if source in SOURCES else "request"
+        self.explanations.labels(pair, source).inc()
+        self.explain_seconds.labels(pair, source).observe(seconds)
+        if not cached:
+            if evaluations is None:
+                evaluations = {
+                    v: int(r.evaluations) for v in VARIANTS if (r := getattr(explanation, v, None)) is not None
+                }
+            for variant, n in evaluations.items():
+                if variant in VARIANTS:
+                    self.explain_evaluations.labels(pair, variant, source).inc(n)
+                    self.explain_evaluations_hist.labels(pair, variant).observe(n)
+        a = getattr(explanation, "agreement", None)
+        if a is None:
+            return
+        self.agreement_compared.labels(pair, source).inc()
+        if a.top1_agree:
+            self.agreement_top1.labels(pair, source).inc()
+        if math.isfinite(a.confidence_gap):
+            self.agreement_gap.labels(pair, source).observe(a.confidence_gap)
+        self.agreement_iou_first.labels(pair, source).observe(a.iou_first)
+        self.agreement_iou_union.labels(pair, source).observe(a.iou_union)
+        for variant, sufficient in (
+            ("dense", a.dense_sis_sufficient_for_pruned),
+            ("pruned", a.pruned_sis_sufficient_for_dense),
+        ):
+            if sufficient is not None:
+                self.cross_checked.labels(pair, variant, source).inc()
+                if sufficient:
+                    self.cross_sufficient.labels(pair, variant, source).inc()
+        if math.isfinite(a.rank_correlation):
+            self.rank_correlation.labels(pair, source).observe(a.rank_correlation)
+        self.sis_size.labels(pair, "dense", source).observe(a.dense_sis_size)
+        self.sis_size.labels(pair, "pruned", source).observe(a.pruned_sis_size)
+        if a.divergent:
+            self.divergent.labels(pair, source).inc()
+            for reason in a.reasons:
+                if reason in DIVERGENCE_REASONS:
+                    self.divergent_reasons.labels(pair, source, reason).inc()
+
+    # -- shadow explanations ------------------------------------------------------------------
+
+    def shadow_sampled_rows(self, pair: str, rows: int) -> None:
+        self.shadow_sampled.labels(pair).inc(rows)
+
+    def shadow_dropped_rows(self, pair: str, reason: str, rows: int = 1) -> None:
+        self.shadow_dropped.labels(pair, reason).inc(rows)
+
+    def shadow_queue_changed(self, pair: str, rows: int) -> None:
+        self.shadow_queue.labels(pair).set(rows)
+
+    # -- noise probes -------------------------------------------------------------------------
+
+    def probe_sampled_rows(self, pair: str, rows: int) -> None:
+        self.probe_sampled.labels(pair).inc(rows)
+
+    def probe_dropped_rows(self, pair: str, reason: str, rows: int = 1) -> None:
+        self.probe_dropped.labels(pair, reason).inc(rows)
+
+    def probe_queue_changed(self, pair: str, rows: int) -> None:
+        self.probe_queue.labels(pair).set(rows)
+
+    def probe_result(self, pair: str, level: float, copies: int, agreeing: int) -> None:
+        label = level_label(level)
+        self.probe_copies.labels(pair, label).inc(copies)
+        self.probe_agree.labels(pair, label).inc(agreeing)
