@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
 from sisguard.proto.inference import grpc_service_pb2 as ip
 from sisguard.proto.inference import grpc_service_pb2_grpc as ip_grpc
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
 from sisguard.server.config import Settings
 from sisguard.server.grpc.auth import TokenAuthInterceptor, accepted_tokens
+from sisguard.server.grpc.drain import Drain
 from sisguard.server.grpc.inference_servicer import InferenceServicer
 from sisguard.server.grpc.sisguard_servicer import SISGuardServicer
 from sisguard.server.service import Service
@@ -47,6 +50,7 @@ class App:
         self.port: int | None = None
         self.health_server: grpc.aio.Server | None = None  # plaintext health-only port (settings.health_port)
         self.health_port: int | None = None
+        self.drain = Drain()  # counts calls in flight; refuses new ones once stop() begins
 
     def _grpc_options(self) -> list[tuple[str, int]]:
         size = self.settings.limits.max_message_bytes
@@ -58,7 +62,7 @@ class App:
 
     def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
         tokens = accepted_tokens(self.settings)
-        return [TokenAuthInterceptor(tokens)] if tokens else []
+        return [self.drain, *([TokenAuthInterceptor(tokens)] if tokens else [])]
 
     def _bind(self, server: grpc.aio.Server, address: str) -> int:
         creds = server_credentials(self.settings.tls)
@@ -118,9 +122,13 @@ class App:
 
     async def stop(self, grace: float | None = None) -> None:
         grace = self.settings.grace_seconds if grace is None else grace
+        deadline = time.monotonic() + grace
         await self.health.enter_graceful_shutdown()
+        self.drain.close()  # new calls: UNAVAILABLE; calls in flight go on (see server/grpc/drain.py)
+        if not await self.drain.wait(deadline):
+            log.warning("grace period over: cancelling %d calls still in flight", self.drain.in_flight)
         if self.server is not None:
-            await self.server.stop(grace)
+            await self.server.stop(max(0.0, deadline - time.monotonic()) if self.drain.in_flight else 0)
         if self.health_server is not None:  # answers NOT_SERVING until the main port is closed
             await self.health_server.stop(None)
         await self.service.close()
