@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -118,3 +121,47 @@ def kit() -> type[Kit]:
 @pytest.fixture(scope="session")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return export_models(tmp_path_factory.mktemp("monitoring-models"))
+
+
+# -- Prometheus binaries (Debian package "prometheus") ---------------------------------------------
+
+REPO = Path(__file__).resolve().parents[3]
+DEPLOY = REPO / "deploy"
+
+
+def _install_prometheus() -> str:
+    """Install Debian's prometheus package (prometheus + promtool); returns why it failed, or ""."""
+    if shutil.which("apt-get") is None:
+        return "apt-get is not available"
+    sudo = [] if os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
+    if sudo is None:
+        return "not root and no sudo"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "install", "-y", "--no-install-recommends", "prometheus"], None):
+        if cmd is None:  # the package lists may be missing or stale: refresh once and retry
+            subprocess.run([*sudo, "apt-get", "update"], env=env, capture_output=True, timeout=300, check=False)
+            cmd = ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"]
+        try:
+            done = subprocess.run([*sudo, *cmd], env=env, capture_output=True, text=True, timeout=600, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"apt-get failed: {exc}"
+        if done.returncode == 0 and shutil.which("prometheus") and shutil.which("promtool"):
+            return ""
+    return f"apt-get install prometheus failed: {done.stderr.strip()[-300:]}"
+
+
+@pytest.fixture(scope="session")
+def prometheus_tools() -> dict[str, str]:
+    """Paths of ``prometheus`` and ``promtool``, installing the Debian package when missing.
+
+    Skips (with the reason) only where it cannot be installed. The Debian service the package may
+    start is never used: tests run their own binary on a temporary config and storage.
+    """
+    if not (shutil.which("prometheus") and shutil.which("promtool")):
+        why = _install_prometheus()
+        if why:
+            pytest.skip(
+                f"Prometheus is not installed and cannot be installed here ({why}); "
+                "install the Debian package 'prometheus' to run this test"
+            )
+    return {"prometheus": shutil.which("prometheus") or "", "promtool": shutil.which("promtool") or ""}
