@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
-import numpy as np
 
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
@@ -52,7 +51,7 @@ def pair_info(pair: Pair) -> pb.PairInfo:
         name=pair.name,
         input_name=sig.input_name,
         input_shape=list(pair.input_shape),
-        input_dtype=tensors.from_numpy(np.zeros(0, dtype=pair.input_dtype)).dtype,
+        input_dtype=tensors.dtype_code(pair.input_dtype),
         output_name=sig.output_name,
         output_kind=_OUTPUT_KINDS[cfg.output_kind],
         num_outputs=pair.num_outputs,

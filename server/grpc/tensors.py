@@ -74,10 +74,16 @@ def to_numpy(t: pb.Tensor, what: str, max_elements: int) -> np.ndarray:
     return decode(t.data, dtype, list(t.shape), what, max_elements)
 
 
-def from_numpy(arr: np.ndarray) -> pb.Tensor:
-    code = _BY_NUMPY.get(arr.dtype.newbyteorder("="))
+def dtype_code(dtype: np.dtype) -> int:
+    """The wire DataType of a numpy dtype."""
+    code = _BY_NUMPY.get(dtype.newbyteorder("="))
     if code is None:
-        raise TypeError(f"no wire dtype for {arr.dtype}")
+        raise TypeError(f"no wire dtype for {dtype}")
+    return code
+
+
+def from_numpy(arr: np.ndarray) -> pb.Tensor:
+    code = dtype_code(arr.dtype)
     data = np.ascontiguousarray(arr, dtype=DTYPES[code]).tobytes()
     return pb.Tensor(dtype=code, shape=list(arr.shape), data=data)
 
