@@ -1,6 +1,7 @@
 """The ``sisguard`` command.
 
-Each part of sisguard registers its own subcommands: ``serve``/``demo`` come with
+Each part of sisguard registers its own subcommands: ``models``/``predict``/``explain`` come
+with the base install (the client SDK), ``serve``/``demo`` with
 ``sisguard[server]``, ``prune``/``evaluate`` with ``sisguard[prune]``. A part that is not
 installed still shows its commands, which then say what to install.
 """
@@ -13,15 +14,18 @@ import sys
 from collections.abc import Sequence
 
 _PARTS = (
+    ("sisguard.client._cli_commands", "", ("models", "predict", "explain")),
     ("sisguard.server.cli", "server", ("serve", "demo")),
     ("sisguard.prune.cli", "prune", ("prune", "evaluate")),
 )
 
 
 def _missing(extra: str, error: ImportError) -> object:
+    package = f"sisguard[{extra}]" if extra else "sisguard"
+
     def run(args: argparse.Namespace) -> int:
         print(
-            f"sisguard: error: '{args.command}' needs sisguard[{extra}] (pip install 'sisguard[{extra}]'): {error}",
+            f"sisguard: error: '{args.command}' needs {package} (pip install '{package}'): {error}",
             file=sys.stderr,
         )
         return 2
@@ -40,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
             importlib.import_module(module).add_subcommands(subparsers)
         except ImportError as exc:
             for name in commands:
-                sub = subparsers.add_parser(name, help=f"(needs sisguard[{extra}])", add_help=False)
+                sub = subparsers.add_parser(name, help=f"(needs sisguard[{extra}])" if extra else None, add_help=False)
                 sub.add_argument("rest", nargs=argparse.REMAINDER)
                 sub.set_defaults(func=_missing(extra, exc))
     return parser

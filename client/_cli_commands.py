@@ -1,0 +1,396 @@
+"""``sisguard models``, ``sisguard predict`` and ``sisguard explain``: the SDK at a terminal.
+
+Each command prints a readable summary, or with ``--json`` one JSON document on stdout. Errors
+print one line on stderr and exit 1 (2 for usage errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._base import DEFAULT_TARGET, TLS
+from ._errors import DeadlineExceeded, InvalidInput, NotFound, SISGuardError, Unavailable
+from ._features import Features
+from ._models import ExplainProgress, Explanation, PairInfo, Prediction, VariantExplanation
+from ._sync import Client
+
+__all__ = ["add_subcommands"]
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    models = subparsers.add_parser("models", help="list the pairs a server serves")
+    _connection(models)
+    models.add_argument("--json", action="store_true", help="print JSON")
+    models.set_defaults(func=_command(models_command))
+
+    predict = subparsers.add_parser("predict", help="predict one input file with the dense and pruned model")
+    _connection(predict)
+    _input(predict)
+    predict.add_argument("--variant", choices=("dense", "pruned", "both"), default="both")
+    predict.add_argument("--json", action="store_true", help="print JSON")
+    predict.set_defaults(func=_command(predict_command))
+
+    explain = subparsers.add_parser(
+        "explain", help="explain one input with sufficient input subsets of both models and their agreement"
+    )
+    _connection(explain)
+    _input(explain)
+    explain.add_argument("--target", type=int, help="class to explain (default: the dense model's top-1)")
+    explain.add_argument("--threshold", type=float, help="tau: score a subset must keep (default: the pair's)")
+    explain.add_argument("--relative", action="store_true", help="read --threshold as a fraction of f_dense(x)")
+    explain.add_argument(
+        "--features", type=_features, metavar="pixel|element|patch:HxW", help="feature groups (default: the pair's)"
+    )
+    explain.add_argument("--baseline", help="zeros, mean, or a number (default: the pair's)")
+    explain.add_argument("--max-sis", type=int, default=1, help="disjoint SIS to collect per model (default 1)")
+    explain.add_argument("--variants", choices=("dense", "pruned", "both"), default="both")
+    explain.add_argument("--batch-k", type=int, help="batched mode: features removed per BackSelect step")
+    explain.add_argument("--max-evaluations", type=int, help="evaluation budget per model")
+    explain.add_argument("--allow-partial", action="store_true", help="return what was found when the budget ends")
+    explain.add_argument("--json", action="store_true", help="print JSON")
+    explain.add_argument("--plot", type=Path, metavar="FILE.png", help="draw input | dense SIS | pruned SIS")
+    explain.add_argument(
+        "--progress",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="progress bar on stderr (auto: when stderr is a terminal and the explanation takes a while)",
+    )
+    explain.set_defaults(func=_command(explain_command))
+
+
+def _features(text: str) -> Features:
+    try:
+        return Features.parse(text)
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _connection(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("connection")
+    g.add_argument(
+        "--target-address",
+        default=os.environ.get("SISGUARD_TARGET", DEFAULT_TARGET),
+        metavar="HOST:PORT",
+        help=f"server address (default $SISGUARD_TARGET or {DEFAULT_TARGET})",
+    )
+    g.add_argument("--tls", action="store_true", help="connect with TLS (implied by --ca/--cert)")
+    g.add_argument("--ca", type=Path, help="PEM file of the CA that signed the server's certificate")
+    g.add_argument("--cert", type=Path, help="client certificate (PEM) for mutual TLS")
+    g.add_argument("--key", type=Path, help="client private key (PEM) for mutual TLS")
+    g.add_argument("--server-name", help="name to check in the server's certificate")
+    g.add_argument("--token", help="bearer token (default $SISGUARD_TOKEN)")
+    g.add_argument("--timeout", type=float, default=60.0, help="seconds per call (default 60)")
+
+
+def _input(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pair", help="pair name (see 'sisguard models')")
+    p.add_argument("input", type=Path, help=".npy array or image file (PNG, JPEG, ...)")
+    p.add_argument(
+        "--scale", type=float, default=1.0 / 255.0, help="images: grey levels are multiplied by this (default 1/255)"
+    )
+    p.add_argument("--invert", action="store_true", help="images: invert grey levels first (dark ink on white)")
+
+
+def _client(args: argparse.Namespace) -> Client:
+    tls: TLS | None = None
+    if args.tls or args.ca or args.cert or args.key or args.server_name:
+        tls = TLS(
+            root_certificates=args.ca, certificate_chain=args.cert, private_key=args.key, server_name=args.server_name
+        )
+    token = args.token or os.environ.get("SISGUARD_TOKEN") or None
+    return Client(args.target_address, tls=tls, token=token, timeout=args.timeout)
+
+
+def _command(fn: Callable[[argparse.Namespace, Client], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            with _client(args) as client:
+                return fn(args, client)
+        except (Unavailable, DeadlineExceeded) as exc:
+            return _fail(f"{exc} (server {args.target_address})")
+        except SISGuardError as exc:
+            return _fail(str(exc))
+        except ImportError as exc:
+            return _fail(str(exc))
+        except OSError as exc:
+            return _fail(f"{getattr(exc, 'filename', None) or ''} {exc.strerror or exc}".strip())
+        except KeyboardInterrupt:
+            return _fail("interrupted", 130)
+
+    return run
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"sisguard: error: {message}", file=sys.stderr)
+    return code
+
+
+def _dump(doc: Any) -> None:
+    print(json.dumps(doc, indent=2, allow_nan=False))
+
+
+# -- models -----------------------------------------------------------------------------------
+
+
+def models_command(args: argparse.Namespace, client: Client) -> int:
+    pairs = client.models()
+    if args.json:
+        _dump({"pairs": [p.to_dict() for p in pairs]})
+        return 0
+    if not pairs:
+        print("no pairs served")
+    for p in pairs:
+        d = p.explain_defaults
+        print(f"{p.name}")
+        print(f"  input     {p.input_name} {list(p.input_shape)} {p.input_dtype}")
+        print(f"  output    {p.output_name} ({p.output_kind}, {p.num_outputs} outputs)")
+        for name, f in (("dense", p.dense), ("pruned", p.pruned)):
+            print(
+                f"  {name:<9} {f.path}  {f.nonzero_parameter_count}/{f.parameter_count} non-zero parameters"
+                f"  on {f.execution_provider}  sha256 {f.sha256[:12]}"
+            )
+        print(f"  pruned    {p.prune_ratio:.1%} of the dense parameters removed")
+        features = f"patch:{d.patch[0]}x{d.patch[1]}" if d.features == "patch" else d.features
+        tau = f"{d.threshold:g}" + (" x f_dense(x)" if d.threshold_relative else "")
+        print(f"  explain   tau {tau}, features {features}, baseline {d.baseline}, budget {d.max_evaluations}")
+    return 0
+
+
+# -- inputs -----------------------------------------------------------------------------------
+
+
+def _pair_info(client: Client, name: str) -> PairInfo:
+    pairs = client.models()
+    for p in pairs:
+        if p.name == name:
+            return p
+    available = ", ".join(p.name for p in pairs) or "(none)"
+    raise NotFound(f"unknown pair {name!r}; available: {available}")
+
+
+def _load(args: argparse.Namespace, info: PairInfo) -> NDArray[Any]:
+    from .inputs import read_input
+
+    return read_input(args.input, info.input_shape, scale=args.scale, invert=args.invert)
+
+
+# -- predict ----------------------------------------------------------------------------------
+
+
+def _label(info: PairInfo, k: int) -> str:
+    return info.class_labels[k] if 0 <= k < len(info.class_labels) else str(k)
+
+
+def predict_command(args: argparse.Namespace, client: Client) -> int:
+    info = _pair_info(client, args.pair)
+    x = _load(args, info)
+    pred = client.predict(args.pair, x, variant=args.variant)
+    if args.json:
+        _dump(pred.to_dict() | {"labels": list(info.class_labels)})
+        return 0
+    _print_prediction(pred, info)
+    return 0
+
+
+def _print_prediction(pred: Prediction, info: PairInfo) -> None:
+    rows = pred.first.top1.size
+    print(f"{pred.pair}: {rows} input{'s' if rows != 1 else ''}")
+    header = "  row"
+    for name, v in (("dense", pred.dense), ("pruned", pred.pruned)):
+        if v is not None:
+            header += f"  {name + ' (p)':<16}"
+    if pred.top1_agree is not None:
+        header += "  agree  gap"
+    print(header)
+    for i in range(rows):
+        line = f"  {i:>3}"
+        for v in (pred.dense, pred.pruned):
+            if v is not None:
+                line += f"  {_label(info, int(v.top1[i])) + f' ({v.top1_probability[i]:.3f})':<16}"
+        if pred.top1_agree is not None and pred.confidence_gap is not None:
+            line += f"  {'yes' if pred.top1_agree[i] else 'NO':<5}  {pred.confidence_gap[i]:+.3f}"
+        print(line)
+
+
+# -- explain ----------------------------------------------------------------------------------
+
+
+class _ProgressBar:
+    """One line on a stream, redrawn from ExplainStream's progress events."""
+
+    WIDTH = 24
+
+    def __init__(self, stream: TextIO, total: int | None, max_sis: int, mode: str) -> None:
+        self.stream = stream
+        self.total = total
+        self.max_sis = max_sis
+        self.mode = mode
+        self.started = time.monotonic()
+        self.state: dict[str, ExplainProgress] = {}
+        self.drawn = False
+        self.last = 0.0
+
+    def enabled(self) -> bool:
+        if self.mode == "never":
+            return False
+        if self.mode == "always":
+            return True
+        return self.stream.isatty() and time.monotonic() - self.started > 0.5
+
+    def _bar(self, ev: ExplainProgress) -> str:
+        total = self.total or max(ev.features_left + 1, 1)
+        done = (ev.round + (total - ev.features_left) / total) / self.max_sis
+        filled = round(max(0.0, min(1.0, done)) * self.WIDTH)
+        return (
+            f"{ev.variant} [{'#' * filled}{'.' * (self.WIDTH - filled)}] "
+            f"SIS {ev.round + 1}/{self.max_sis} {ev.features_left} left {ev.evaluations} evals"
+        )
+
+    def update(self, ev: ExplainProgress) -> None:
+        self.state[ev.variant] = ev
+        now = time.monotonic()
+        if not self.enabled() or (self.drawn and now - self.last < 0.1):
+            return
+        self.last = now
+        line = "  ".join(self._bar(e) for _, e in sorted(self.state.items()))
+        self.stream.write(f"\r{line}\x1b[K" if self.stream.isatty() else f"{line}\n")
+        self.stream.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn and self.stream.isatty():
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def _num_features(info: PairInfo, features: Features | None) -> int | None:
+    if features is None:
+        d = info.explain_defaults
+        if d.features == "patch":
+            features = Features.patches(*d.patch)
+        elif d.features in ("element", "pixel"):
+            features = Features.parse(d.features)
+        else:
+            return None
+    try:
+        return int(features.group_map(info.input_shape).max()) + 1
+    except InvalidInput:
+        return None
+
+
+def _baseline(text: str | None) -> str | float | None:
+    if text is None or text in ("zeros", "mean"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidInput(f"--baseline must be 'zeros', 'mean' or a number, got {text!r}") from None
+
+
+def explain_command(args: argparse.Namespace, client: Client) -> int:
+    info = _pair_info(client, args.pair)
+    x = _load(args, info)
+    bar = _ProgressBar(sys.stderr, _num_features(info, args.features), max(1, args.max_sis), args.progress)
+    result: Explanation | None = None
+    try:
+        for event in client.explain_stream(
+            args.pair,
+            x,
+            target=args.target,
+            threshold=args.threshold,
+            relative=args.relative,
+            features=args.features,
+            baseline=_baseline(args.baseline),
+            max_sis=args.max_sis,
+            variants=args.variants,
+            mode="batched" if args.batch_k else "exact",
+            batch_k=args.batch_k,
+            max_evaluations=args.max_evaluations,
+            allow_partial=args.allow_partial,
+        ):
+            if isinstance(event, ExplainProgress):
+                bar.update(event)
+            else:
+                result = event
+    finally:
+        bar.close()
+    if result is None:  # explain_stream raises before this; kept for the type checker
+        return _fail("no explanation came back")
+    if args.plot is not None:
+        from .plot import plot_explanation
+
+        title = f"{result.pair} · target {_label(info, result.target)} · τ {result.threshold:.3g}"
+        plot_explanation(x, result, args.plot, title=title)
+    if args.json:
+        _dump(result.to_dict() | {"labels": list(info.class_labels)})
+    else:
+        _print_explanation(result, info)
+        if args.plot is not None:
+            print(f"picture written to {args.plot}")
+    return 0
+
+
+def _yes(v: bool | None) -> str:
+    return "n/a" if v is None else ("yes" if v else "NO")
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.3f}" if math.isfinite(v) else "n/a"
+
+
+def _grid(mask: NDArray[np.bool_]) -> list[str] | None:
+    m = np.asarray(mask.any(axis=0) if mask.ndim == 3 else mask, dtype=bool)
+    if m.ndim != 2 or m.shape[0] > 32 or m.shape[1] > 64:
+        return None
+    return ["".join("#" if v else "." for v in row) for row in m]
+
+
+def _print_variant(name: str, v: VariantExplanation) -> None:
+    print(
+        f"{name:<7} {v.status.replace('_', ' ')}: confidence {_fmt(v.confidence)}, top-1 {v.top1}, "
+        f"baseline {_fmt(v.baseline_score)}, {v.evaluations} evaluations, {v.seconds:.3f} s"
+    )
+    for i, s in enumerate(v.sis):
+        feats = s.features.tolist()
+        shown = ", ".join(map(str, feats[:16])) + (", ..." if len(feats) > 16 else "")
+        print(f"        SIS {i + 1}: {len(feats)} features, score {_fmt(s.score)}: [{shown}]")
+
+
+def _print_explanation(e: Explanation, info: PairInfo) -> None:
+    print(
+        f"{e.pair}: target {_label(info, e.target)} (class {e.target}), tau {_fmt(e.threshold)}, "
+        f"{e.num_features} features{' (cached)' if e.cached else ''}"
+    )
+    for name, v in e.variants.items():
+        _print_variant(name, v)
+    grids = {name: _grid(v.sis[0].mask) for name, v in e.variants.items() if v.sis}
+    if grids and all(g is not None for g in grids.values()):
+        names = list(grids)
+        rows = [g for g in grids.values() if g is not None]
+        print("        " + "  ".join(f"{n:<{len(rows[0][0])}}" for n in names))
+        for parts in zip(*rows, strict=True):
+            print("        " + "  ".join(parts))
+    a = e.agreement
+    if a is not None:
+        print(
+            f"agree   top-1 {'yes' if a.top1_agree else 'NO'}, confidence gap {a.confidence_gap:+.3f}, "
+            f"IoU {_fmt(a.iou_first)} (union {_fmt(a.iou_union)}), rank correlation {_fmt(a.rank_correlation)}"
+        )
+        print(
+            f"        dense SIS keeps pruned: {_yes(a.dense_sis_sufficient_for_pruned)} "
+            f"({_fmt(a.dense_sis_score_on_pruned)}); pruned SIS keeps dense: "
+            f"{_yes(a.pruned_sis_sufficient_for_dense)} ({_fmt(a.pruned_sis_score_on_dense)})"
+        )
+        if a.divergent:
+            print(f"DIVERGENT: {', '.join(a.reasons)}")
