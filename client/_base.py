@@ -29,6 +29,7 @@ from ._models import (
     ExplainProgress,
     Explanation,
     HealthStatus,
+    ImageDefaults,
     ModelFile,
     PairInfo,
     Prediction,
@@ -440,6 +441,7 @@ def parse_pair(p: Any) -> PairInfo:
             max_evaluations=d.max_evaluations,
             num_features=d.num_features,
         ),
+        image=ImageDefaults(scale=p.image.scale if p.HasField("image") else 1.0 / 255.0, invert=p.image.invert),
     )
 
 

@@ -97,9 +97,14 @@ def _input(p: argparse.ArgumentParser) -> None:
     p.add_argument("pair", help="pair name (see 'sisguard models')")
     p.add_argument("input", type=Path, help=".npy array or image file (PNG, JPEG, ...)")
     p.add_argument(
-        "--scale", type=float, default=1.0 / 255.0, help="images: grey levels are multiplied by this (default 1/255)"
+        "--scale", type=float, default=None, help="images: grey levels are multiplied by this (default: the pair's)"
     )
-    p.add_argument("--invert", action="store_true", help="images: invert grey levels first (dark ink on white)")
+    p.add_argument(
+        "--invert",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="images: invert grey levels first, for dark ink on white (default: the pair's)",
+    )
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -182,7 +187,9 @@ def _pair_info(client: Client, name: str) -> PairInfo:
 def _load(args: argparse.Namespace, info: PairInfo) -> NDArray[Any]:
     from .inputs import read_input
 
-    return read_input(args.input, info.input_shape, scale=args.scale, invert=args.invert)
+    scale = info.image.scale if args.scale is None else args.scale
+    invert = info.image.invert if args.invert is None else args.invert
+    return read_input(args.input, info.input_shape, scale=scale, invert=invert)
 
 
 # -- predict ----------------------------------------------------------------------------------

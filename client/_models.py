@@ -89,6 +89,14 @@ class ExplainDefaults(_Result):
 
 
 @dataclass(frozen=True)
+class ImageDefaults(_Result):
+    """How an image file becomes this pair's input: resize to H x W, invert if set, times ``scale``."""
+
+    scale: float
+    invert: bool
+
+
+@dataclass(frozen=True)
 class PairInfo(_Result):
     """A served dense/pruned pair and its signature."""
 
@@ -105,6 +113,7 @@ class PairInfo(_Result):
     prune_ratio: float
     max_batch_size: int
     explain_defaults: ExplainDefaults
+    image: ImageDefaults
 
 
 # -- Predict ----------------------------------------------------------------------------------

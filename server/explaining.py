@@ -119,6 +119,13 @@ class Explainer:
 
     # -- request resolution -----------------------------------------------------------------
 
+    def default_num_features(self, pair: Pair) -> int:
+        """Features of the pair's default grouping (0 when it cannot be built without a request)."""
+        try:
+            return num_features(self.groups(pair, ExplainOptions()))
+        except (InvalidArgument, OSError, ValueError):
+            return 0
+
     def one_input(self, pair: Pair, x: np.ndarray) -> np.ndarray:
         shape = pair.input_shape
         if tuple(x.shape) == (1, *shape):

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+
 from sisguard.server.batching.batcher import Batcher, BatchObserver
 from sisguard.server.config import PairConfig, RuntimeConfig
 from sisguard.server.runtime.model import ModelLoadError, ModelRuntime

@@ -30,7 +30,7 @@ def variant_of(value: int) -> str:
         raise InvalidArgument(f"variant {value} is not one of DENSE, PRUNED, BOTH") from None
 
 
-def pair_info(pair: Pair) -> pb.PairInfo:
+def pair_info(pair: Pair, num_features: int) -> pb.PairInfo:
     cfg = pair.config
     ex = cfg.explain
 
@@ -68,7 +68,9 @@ def pair_info(pair: Pair) -> pb.PairInfo:
             patch_width=ex.patch[1],
             baseline=_BASELINES[ex.baseline],
             max_evaluations=ex.max_evaluations,
+            num_features=num_features,
         ),
+        image=pb.ImageDefaults(scale=cfg.image.scale, invert=cfg.image.invert),
     )
 
 
@@ -89,7 +91,10 @@ class SISGuardServicer(pb_grpc.SISGuardServicer):
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext, rid: str
     ) -> pb.ListModelsResponse:
-        return pb.ListModelsResponse(pairs=[pair_info(p) for p in self.service.pairs.values()])
+        explainer = self.service.explainer
+        return pb.ListModelsResponse(
+            pairs=[pair_info(p, explainer.default_num_features(p)) for p in self.service.pairs.values()]
+        )
 
     @unary("Predict")
     async def Predict(

@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
+
 from sisguard.server.runtime.providers import ProviderChoice, create_session
 
 log = logging.getLogger(__name__)

@@ -145,7 +145,7 @@ class ModelFile(_message.Message):
     def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., parameter_count: _Optional[int] = ..., nonzero_parameter_count: _Optional[int] = ..., execution_provider: _Optional[str] = ..., infer_name: _Optional[str] = ..., ready: bool = ...) -> None: ...
 
 class PairInfo(_message.Message):
-    __slots__ = ("name", "input_name", "input_shape", "input_dtype", "output_name", "output_kind", "num_outputs", "class_labels", "dense", "pruned", "prune_ratio", "max_batch_size", "explain_defaults")
+    __slots__ = ("name", "input_name", "input_shape", "input_dtype", "output_name", "output_kind", "num_outputs", "class_labels", "dense", "pruned", "prune_ratio", "max_batch_size", "explain_defaults", "image")
     NAME_FIELD_NUMBER: _ClassVar[int]
     INPUT_NAME_FIELD_NUMBER: _ClassVar[int]
     INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
@@ -159,6 +159,7 @@ class PairInfo(_message.Message):
     PRUNE_RATIO_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_DEFAULTS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
     name: str
     input_name: str
     input_shape: _containers.RepeatedScalarFieldContainer[int]
@@ -172,7 +173,16 @@ class PairInfo(_message.Message):
     prune_ratio: float
     max_batch_size: int
     explain_defaults: ExplainDefaults
-    def __init__(self, name: _Optional[str] = ..., input_name: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., input_dtype: _Optional[_Union[DataType, str]] = ..., output_name: _Optional[str] = ..., output_kind: _Optional[_Union[OutputKind, str]] = ..., num_outputs: _Optional[int] = ..., class_labels: _Optional[_Iterable[str]] = ..., dense: _Optional[_Union[ModelFile, _Mapping]] = ..., pruned: _Optional[_Union[ModelFile, _Mapping]] = ..., prune_ratio: _Optional[float] = ..., max_batch_size: _Optional[int] = ..., explain_defaults: _Optional[_Union[ExplainDefaults, _Mapping]] = ...) -> None: ...
+    image: ImageDefaults
+    def __init__(self, name: _Optional[str] = ..., input_name: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., input_dtype: _Optional[_Union[DataType, str]] = ..., output_name: _Optional[str] = ..., output_kind: _Optional[_Union[OutputKind, str]] = ..., num_outputs: _Optional[int] = ..., class_labels: _Optional[_Iterable[str]] = ..., dense: _Optional[_Union[ModelFile, _Mapping]] = ..., pruned: _Optional[_Union[ModelFile, _Mapping]] = ..., prune_ratio: _Optional[float] = ..., max_batch_size: _Optional[int] = ..., explain_defaults: _Optional[_Union[ExplainDefaults, _Mapping]] = ..., image: _Optional[_Union[ImageDefaults, _Mapping]] = ...) -> None: ...
+
+class ImageDefaults(_message.Message):
+    __slots__ = ("scale", "invert")
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    INVERT_FIELD_NUMBER: _ClassVar[int]
+    scale: float
+    invert: bool
+    def __init__(self, scale: _Optional[float] = ..., invert: bool = ...) -> None: ...
 
 class ExplainDefaults(_message.Message):
     __slots__ = ("threshold", "threshold_relative", "features", "patch_height", "patch_width", "baseline", "max_evaluations", "num_features")

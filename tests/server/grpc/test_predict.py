@@ -90,3 +90,11 @@ async def test_reflection_lists_services(app) -> None:
             names = {s.name for s in resp.list_services_response.service}
             break
     assert {"sisguard.v1.SISGuard", "inference.GRPCInferenceService", "grpc.health.v1.Health"} <= names
+
+
+async def test_list_models_reports_explain_and_image_defaults(stub) -> None:
+    (info,) = (await stub.ListModels(pb.ListModelsRequest())).pairs
+    assert info.explain_defaults.features == pb.ELEMENT
+    assert info.explain_defaults.num_features == 64
+    assert info.image.scale == pytest.approx(1 / 255)
+    assert info.image.invert is False
