@@ -80,18 +80,11 @@ def serve_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _optional(message: object, field: str) -> str:
-    return str(getattr(message, field)) if message.HasField(field) else "n/a"  # type: ignore[attr-defined]
-
-
 async def _demo(settings: Settings) -> None:
-    import grpc
     import numpy as np
 
-    from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
-    from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
+    from sisguard.client import AsyncClient
     from sisguard.server.app import App
-    from sisguard.server.grpc.tensors import from_numpy
 
     app = App(settings)
     port = await app.start()
@@ -99,41 +92,40 @@ async def _demo(settings: Settings) -> None:
         pair = settings.pairs[0]
         samples = np.load(pair.dense.parent / "samples.npz")
         x, y = samples["x"][:8], samples["y"][:8]
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = pb_grpc.SISGuardStub(channel)
-            resp = await stub.Predict(pb.PredictRequest(pair=pair.name, inputs=from_numpy(x), variant=pb.BOTH))
-            explained = await stub.Explain(
-                pb.ExplainRequest(pair=pair.name, input=from_numpy(x[1]), features=pb.PIXEL, max_sis=1)
-            )
-        print(f"sisguard served pair {pair.name!r} on 127.0.0.1:{port}; Predict(variant=BOTH) on {len(x)} test digits:")
-        print(" true  dense (p)      pruned (p)     agree  gap")
-        for i in range(len(x)):
-            d, p = resp.dense.top1[i], resp.pruned.top1[i]
-            dp, pp = resp.dense.top1_probability[i], resp.pruned.top1_probability[i]
-            print(
-                f"  {y[i]:>3}  {d:>3} ({dp:.3f})  {p:>3} ({pp:.3f})"
-                f"  {'yes' if resp.top1_agree[i] else 'NO ':>5}  {resp.confidence_gap[i]:+.3f}"
-            )
-        a = explained.agreement
-        print(
-            f"\nExplain(digit {y[1]}, one feature per pixel, tau={explained.threshold:.2f}): "
-            f"{explained.num_features} features, target class {explained.target}"
-        )
-        for name, v in (("dense", explained.dense), ("pruned", explained.pruned)):
-            sis = list(v.sis[0].features) if v.sis else []
-            print(
-                f"  {name:<6} {pb.SISStatus.Name(v.status):<19} SIS {sis} ({len(sis)} pixels, "
-                f"{v.evaluations} evaluations, {v.seconds * 1000:.0f} ms)"
-            )
-        print(
-            f"  agreement: IoU {a.iou_first:.2f}, "
-            f"dense SIS keeps pruned confident: {_optional(a, 'dense_sis_sufficient_for_pruned')}, "
-            f"pruned SIS keeps dense confident: {_optional(a, 'pruned_sis_sufficient_for_dense')}, rank correlation "
-            f"{a.rank_correlation:.2f}, divergent: {a.divergent}"
-            + (f" ({', '.join(pb.DivergenceReason.Name(r) for r in a.reasons)})" if a.reasons else "")
-        )
+        async with AsyncClient(f"127.0.0.1:{port}", token=settings.tokens[0] if settings.tokens else None) as client:
+            pred = await client.predict(pair.name, x, variant="both")
+            explained = await client.explain(pair.name, x[1], features="pixel")
     finally:
         await app.stop(grace=1.0)
+    dense, pruned = pred.dense, pred.pruned
+    if dense is None or pruned is None or pred.top1_agree is None or pred.confidence_gap is None:
+        raise RuntimeError("Predict(both) returned only one variant")
+    print(f"sisguard served pair {pair.name!r} on 127.0.0.1:{port}; Predict(variant=both) on {len(x)} test digits:")
+    print(" true  dense (p)      pruned (p)     agree  gap")
+    for i in range(len(x)):
+        print(
+            f"  {y[i]:>3}  {dense.top1[i]:>3} ({dense.top1_probability[i]:.3f})"
+            f"  {pruned.top1[i]:>3} ({pruned.top1_probability[i]:.3f})"
+            f"  {'yes' if pred.top1_agree[i] else 'NO ':>5}  {pred.confidence_gap[i]:+.3f}"
+        )
+    print(
+        f"\nExplain(digit {y[1]}, one feature per pixel, tau={explained.threshold:.2f}): "
+        f"{explained.num_features} features, target class {explained.target}"
+    )
+    for name, v in explained.variants.items():
+        sis = v.sis[0].features.tolist() if v.sis else []
+        print(
+            f"  {name:<6} {v.status:<19} SIS {sis} ({len(sis)} pixels, "
+            f"{v.evaluations} evaluations, {v.seconds * 1000:.0f} ms)"
+        )
+    a = explained.agreement
+    if a is not None:
+        print(
+            f"  agreement: IoU {a.iou_first:.2f}, dense SIS keeps pruned confident: "
+            f"{a.dense_sis_sufficient_for_pruned}, pruned SIS keeps dense confident: "
+            f"{a.pruned_sis_sufficient_for_dense}, rank correlation {a.rank_correlation:.2f}, "
+            f"divergent: {a.divergent}" + (f" ({', '.join(a.reasons)})" if a.reasons else "")
+        )
 
 
 def demo_command(args: argparse.Namespace) -> int:
