@@ -18,11 +18,12 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+
 from sisguard.server.errors import DeadlineExceeded, ResourceExhausted, Unavailable
 
 FOREGROUND = 0
@@ -141,12 +142,14 @@ class Batcher:
         self._set_queued(self._queued_rows + n)
         self._wakeup.set()
         try:
+            if len(items) == 1:  # awaited directly: one event-loop hop fewer than gather
+                return await items[0].future
             outs = await asyncio.gather(*(it.future for it in items))
         except BaseException:
             for it in items:  # a failed or cancelled caller frees its queue slots
                 it.future.cancel()
             raise
-        return outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)
+        return np.concatenate(outs, axis=0)
 
     # -- worker -----------------------------------------------------------------------------
 
@@ -206,23 +209,47 @@ class Batcher:
         return batch
 
     async def _execute(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
+        """Run ``batch`` on the executor; its callers' futures are resolved straight from the
+        completion callback, so a caller resumes (and may submit its next rows, which this worker
+        then takes without waiting to be woken) one event-loop hop after the run ends."""
         inputs = batch[0].rows if len(batch) == 1 else np.concatenate([it.rows for it in batch], axis=0)
         started = time.monotonic()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def finished(run: Future[np.ndarray]) -> None:  # on the executor's thread
+            with contextlib.suppress(RuntimeError):  # the loop closed during shutdown
+                loop.call_soon_threadsafe(self._deliver, batch, run, started, done)
+
         try:
-            outputs = await loop.run_in_executor(self._executor, self._run, inputs)
-        except Exception as exc:  # the batch's own callers get the failure; the worker goes on
+            run = self._executor.submit(self._run, inputs)
+        except Exception as exc:  # e.g. the executor was shut down: fail this batch's callers
             for it in batch:
                 if not it.future.done():
                     it.future.set_exception(exc)
             return
-        finished = time.monotonic()
-        if self._observer is not None:
-            self._observer.batch_done(
-                self.name, len(inputs), [started - it.enqueued for it in batch], finished - started
-            )
-        offset = 0
-        for it in batch:
-            n = len(it.rows)
-            if not it.future.done():
-                it.future.set_result(outputs[offset : offset + n])
-            offset += n
+        run.add_done_callback(finished)
+        await done
+
+    def _deliver(self, batch: list[_Item], run: Future[np.ndarray], started: float, done: asyncio.Future[None]) -> None:
+        exc = run.exception()
+        if exc is not None:  # the batch's own callers get the failure; the worker goes on
+            for it in batch:
+                if not it.future.done():
+                    it.future.set_exception(exc)
+        else:
+            outputs = run.result()
+            if self._observer is not None:
+                self._observer.batch_done(
+                    self.name,
+                    sum(len(it.rows) for it in batch),
+                    [started - it.enqueued for it in batch],
+                    time.monotonic() - started,
+                )
+            offset = 0
+            for it in batch:
+                n = len(it.rows)
+                if not it.future.done():
+                    it.future.set_result(outputs[offset : offset + n])
+                offset += n
+        if not done.done():
+            done.set_result(None)
