@@ -11,6 +11,7 @@ import time
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
 
 from sisguard.proto.inference import grpc_service_pb2 as ip
 from sisguard.proto.inference import grpc_service_pb2_grpc as ip_grpc
@@ -21,7 +22,10 @@ from sisguard.server.grpc.auth import TokenAuthInterceptor, accepted_tokens
 from sisguard.server.grpc.drain import Drain
 from sisguard.server.grpc.inference_servicer import InferenceServicer
 from sisguard.server.grpc.sisguard_servicer import SISGuardServicer
+from sisguard.server.metrics import Metrics, MetricsServer
+from sisguard.server.probes import NoiseProbes
 from sisguard.server.service import Service
+from sisguard.server.shadow import ShadowExplanations
 from sisguard.server.tls import server_credentials
 
 log = logging.getLogger(__name__)
@@ -42,9 +46,14 @@ class App:
     finish within the grace period and closes the batchers.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
-        self.service = Service(settings)
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.service = Service(settings, observer=self.metrics)
+        self.metrics_server: MetricsServer | None = None  # settings.metrics_port; None disables
+        self.shadow: ShadowExplanations | None = None
+        self.probes: NoiseProbes | None = None
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port: int | None = None
@@ -94,8 +103,10 @@ class App:
     async def start(self) -> int:
         """Serve; returns the bound port once every model is loaded and warmed up."""
         server = grpc.aio.server(options=self._grpc_options(), interceptors=self._interceptors())
-        pb_grpc.add_SISGuardServicer_to_server(SISGuardServicer(self.service), server)
-        ip_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.service), server)
+        pb_grpc.add_SISGuardServicer_to_server(SISGuardServicer(self.service, observer=self.metrics), server)
+        ip_grpc.add_GRPCInferenceServiceServicer_to_server(
+            InferenceServicer(self.service, observer=self.metrics), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if self.settings.reflection:
             reflection.enable_server_reflection(
@@ -109,13 +120,16 @@ class App:
         self.server, self.port = server, port
         try:
             await self._start_health_port()
+            self._start_metrics()
             await asyncio.to_thread(self.service.load)
         except BaseException:
             await server.stop(None)
             if self.health_server is not None:
                 await self.health_server.stop(None)
+            self._stop_metrics()
             raise
         self.service.start()
+        self._start_monitoring()
         await self._set_health(_SERVING)
         log.info("serving on %s:%d", self.settings.host, port)
         return port
@@ -131,7 +145,42 @@ class App:
             await self.server.stop(max(0.0, deadline - time.monotonic()) if self.drain.in_flight else 0)
         if self.health_server is not None:  # answers NOT_SERVING until the main port is closed
             await self.health_server.stop(None)
+        await self._stop_monitoring()
         await self.service.close()
+        self._stop_metrics()
+
+    # -- monitoring (docs/monitoring.md) ------------------------------------------------------
+
+    @property
+    def metrics_port(self) -> int | None:
+        return None if self.metrics_server is None else self.metrics_server.port
+
+    def _start_metrics(self) -> None:
+        if self.settings.metrics_port is not None and self.metrics_server is None:
+            self.metrics_server = MetricsServer(self.registry, self.settings.metrics_host, self.settings.metrics_port)
+            log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host, self.metrics_server.port)
+
+    def _stop_metrics(self) -> None:
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+            self.metrics_server = None
+
+    def _start_monitoring(self) -> None:
+        """Metrics series for the loaded pairs, then shadow explanations and noise probes on Predict."""
+        pairs = self.service.pairs.values()
+        self.metrics.register_pairs(pairs)
+        self.shadow = ShadowExplanations(self.service, self.metrics)
+        self.probes = NoiseProbes(self.service, self.metrics)
+        self.service.predict_listeners += [self.shadow.rows_predicted, self.probes.rows_predicted]
+        self.shadow.start()
+        self.probes.start()
+        self.metrics.set_all_ready(pairs, True)
+
+    async def _stop_monitoring(self) -> None:
+        self.metrics.set_all_ready(self.service.pairs.values(), False)
+        for background in (self.shadow, self.probes):
+            if background is not None:
+                await background.close()
 
     async def wait(self) -> None:
         if self.server is not None:

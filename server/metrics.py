@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
 PREFIX = "sisguard"
 VARIANTS = ("dense", "pruned")
@@ -393,3 +393,39 @@ class Metrics:
         label = level_label(level)
         self.probe_copies.labels(pair, label).inc(copies)
         self.probe_agree.labels(pair, label).inc(agreeing)
+
+    def register_pairs(self, pairs: Iterable[Any]) -> None:
+        """Record the loaded pairs (``sisguard.server.pairs.Pair``): static facts and zero series."""
+        self.set_rpcs()
+        for p in pairs:
+            cfg = p.config
+            self.set_pair_info(
+                p.name,
+                prune_ratio=p.prune_ratio,
+                noise_levels=cfg.shadow.noise_probe.levels if cfg.shadow.noise_probe.sample_rate > 0 else (),
+                shadow_queue_size=cfg.shadow.queue_size if cfg.shadow.sample_rate > 0 else 0,
+            )
+            for variant, model in p.models.items():
+                self.set_model_info(p.name, variant, provider=model.provider, queue_capacity=cfg.queue_capacity)
+
+    def set_all_ready(self, pairs: Iterable[Any], ready: bool) -> None:
+        for p in pairs:
+            for variant in p.models:
+                self.set_ready(p.name, variant, ready)
+
+
+class MetricsServer:
+    """``/metrics`` of one registry over HTTP on its own port (a prometheus_client server thread)."""
+
+    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
+        try:
+            self._httpd, self._thread = start_http_server(port, addr=host, registry=registry)
+        except OSError as exc:
+            raise OSError(f"cannot bind metrics address {host}:{port}: {exc.strerror or exc}") from exc
+        self.host = host
+        self.port: int = self._httpd.server_port
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)

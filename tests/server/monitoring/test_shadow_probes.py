@@ -182,11 +182,17 @@ async def test_saturated_shadow_queue_never_slows_foreground_predict(tmp_path: P
                 t0 = time.perf_counter()
                 await m.service.predict("mini", x, "both", None)
                 out.append(time.perf_counter() - t0)
+            during = m.value("sisguard_batch_size_rows_count", pair="mini", variant="dense")
+            if shadow["sample_rate"] > 0:  # the worker really explains (it may finish only after the timing)
+                await wait_for(
+                    lambda: m.value("sisguard_explanations_total", pair="mini", source="shadow") >= 1,
+                    timeout=60,
+                    what="a shadow explanation",
+                )
             snapshot = {
                 "dropped": m.value("sisguard_shadow_dropped_rows_total", pair="mini", reason="queue_full"),
                 "explained": m.value("sisguard_explanations_total", pair="mini", source="shadow"),
-                "queue": m.value("sisguard_shadow_queue_rows", pair="mini"),
-                "background_batches": m.value("sisguard_batch_size_rows_count", pair="mini", variant="dense"),
+                "batches_during_timing": during,
             }
             return out, snapshot
 
@@ -197,8 +203,12 @@ async def test_saturated_shadow_queue_never_slows_foreground_predict(tmp_path: P
     assert base_stats["dropped"] == 0 and base_stats["explained"] == 0
     assert busy_stats["dropped"] > 100  # 4 sampled rows per call into a queue of 2
     assert busy_stats["explained"] >= 1  # the shadow worker was really running
-    assert busy_stats["background_batches"] > base_stats["background_batches"] + 50
+    # same foreground work in both runs: the extra batches are shadow work running alongside it
+    assert busy_stats["batches_during_timing"] > base_stats["batches_during_timing"] + 20
     p50_base, p50_busy = statistics.median(base), statistics.median(busy)
-    print(f"predict p50 shadow off {p50_base * 1e3:.2f} ms, saturated shadow {p50_busy * 1e3:.2f} ms")
+    print(
+        f"predict p50 shadow off {p50_base * 1e3:.2f} ms, saturated shadow {p50_busy * 1e3:.2f} ms; "
+        f"batches {base_stats['batches_during_timing']:.0f} vs {busy_stats['batches_during_timing']:.0f}"
+    )
     # Generous: a background batch in progress may delay a foreground one by one small batch.
     assert p50_busy < 3 * p50_base + 0.005
