@@ -130,7 +130,9 @@ async def _demo(settings: Settings) -> None:
 
 def demo_command(args: argparse.Namespace) -> int:
     try:
-        settings = _settings(args, port=args.port if args.port is not None else 0, metrics_port=args.metrics_port)
+        settings = _settings(args, port=args.port if args.port is not None else 0)
+        # the demo exports metrics only when asked, so it runs beside a `sisguard serve`
+        settings = settings.model_copy(update={"metrics_port": args.metrics_port})
         if args.log_level is None:
             logging.getLogger().setLevel(logging.WARNING)
         asyncio.run(_demo(settings))

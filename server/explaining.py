@@ -227,16 +227,19 @@ class Explainer:
         baseline = self.baseline(pair, opts)
         if opts.threshold is not None and not np.isfinite(opts.threshold):
             raise InvalidArgument(f"threshold must be a finite number, got {opts.threshold}")
+        # The cache and the concurrency limit are for client requests; background work (shadow
+        # explanations) has its own rate budget and must not take client slots or fill the cache.
+        foreground = priority == FOREGROUND
         key = _cache_key(pair.name, x, opts)
-        hit = self._cache.get(key)
+        hit = self._cache.get(key) if foreground else None
         if hit is not None:
             return ExplainOutcome(**{**hit.__dict__, "cached": True})
-        if self._running >= self.limits.max_concurrent_explanations:
+        if foreground and self._running >= self.limits.max_concurrent_explanations:
             raise ResourceExhausted(
                 f"{self._running} explanations are running; the server allows "
                 f"{self.limits.max_concurrent_explanations} at once, retry later"
             )
-        self._running += 1
+        self._running += foreground
         try:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
@@ -246,8 +249,9 @@ class Explainer:
         except TimeoutError:
             raise DeadlineExceeded("deadline passed during the explanation; it was stopped") from None
         finally:
-            self._running -= 1
-        self._cache.put(key, outcome)
+            self._running -= foreground
+        if foreground:
+            self._cache.put(key, outcome)
         return outcome
 
     async def _run(

@@ -205,3 +205,16 @@ async def test_deadline_stops_the_explanation(app) -> None:
         assert all(b.queued_rows == 0 for b in app.service.pairs["mini"].batchers.values())
         resp = await stub.Explain(req)  # without a deadline the same request completes
         assert resp.dense.status == pb.FOUND
+
+
+async def test_background_explanations_neither_fill_the_cache_nor_take_client_slots(app) -> None:
+    from sisguard.server.batching.batcher import BACKGROUND
+    from sisguard.server.explaining import ExplainOptions
+
+    x = np.random.default_rng(5).random((1, 8, 8), dtype=np.float32)
+    opts = ExplainOptions(threshold=0.5, threshold_relative=True, features="pixel")
+    shadow = await app.service.explain("mini", x, opts, None, priority=BACKGROUND, source="shadow")
+    assert not shadow.cached and app.service.explainer._running == 0
+    first = await app.service.explain("mini", x, opts, None)
+    again = await app.service.explain("mini", x, opts, None)
+    assert not first.cached and again.cached
