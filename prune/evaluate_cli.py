@@ -78,7 +78,8 @@ def build_family(args: argparse.Namespace, log: Log | None) -> tuple[Path, list[
     methods, ratios = parse_methods(args.methods), parse_ratios(args.ratios)
     dense_cfg, retrain_cfg = _train_configs(args)
     configs = [PruneConfig(method=m, ratio=r, cycles=args.cycles, train=dense_cfg, retrain=retrain_cfg,
-                           seed=args.seed, opset=args.opset) for m in methods for r in ratios]
+                           seed=args.seed, opset=args.opset, channel_multiple=args.channel_multiple)
+               for m in methods for r in ratios]
     for config in configs:
         config.validate()
     model, data, info = build_model_and_data(args)

@@ -61,3 +61,16 @@ def test_bad_npz_is_rejected(tmp_path: Path, arrays: dict[str, np.ndarray], mess
 def test_unknown_dataset_name() -> None:
     with pytest.raises(PruneError, match="unknown dataset"):
         load_dataset("imagenet")
+
+
+def test_synthetic32_has_a_real_decision_a_small_cnn_learns() -> None:
+    import torch
+
+    from sisguard.prune.models import resnet_cifar
+    from sisguard.prune.train import TrainConfig, accuracy, train
+
+    torch.manual_seed(0)
+    ds = synthetic32(1600, seed=0)
+    net = resnet_cifar(num_classes=ds.num_classes, width=8)
+    train(net, ds, TrainConfig(epochs=6, lr=3e-3), seed=0)
+    assert accuracy(net, ds.x_test, ds.y_test) > 0.9

@@ -91,3 +91,15 @@ def test_unsupported_models_are_refused_by_name(factory, message: str) -> None:
     net = factory()
     with pytest.raises(UnsupportedModelError, match=message):
         ft_prune(net, torch.zeros(2, 1, 8, 8), 0.5, count_params(net))
+
+
+@pytest.mark.parametrize("multiple", [8, 16])
+def test_channel_multiple_keeps_hardware_friendly_widths(multiple: int) -> None:
+    torch.manual_seed(0)
+    net = resnet_cifar(width=32).eval()
+    x = torch.rand(2, 3, 32, 32)
+    dense = count_params(net)
+    small = ft_prune(net, x, 0.5, dense, channel_multiple=multiple)
+    widths = [m.out_channels for m in small.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(w % multiple == 0 for w in widths), widths
+    assert abs(1 - count_params(small) / dense - 0.5) < 0.01
