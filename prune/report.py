@@ -96,7 +96,8 @@ def plot_agreement_vs_ratio(result: dict[str, Any], path: Path) -> None:
     for ax in axes:
         ax.set_xlabel("prune ratio")
         ax.set_ylim(0, 1.02)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
