@@ -24,11 +24,10 @@ import numpy as np
 
 from sisguard.server.batching.batcher import BACKGROUND
 from sisguard.server.errors import Unavailable
-from sisguard.server.shadow import DEFAULT_TIMEOUT_SECONDS, RowSampler
+from sisguard.server.shadow import SamplerGroup, SamplingConfig
 
 if TYPE_CHECKING:
     from sisguard.server.pairs import Pair
-    from sisguard.server.service import Service
 
 
 log = logging.getLogger(__name__)
@@ -56,48 +55,21 @@ def agreement_per_level(dense: np.ndarray, pruned: np.ndarray, levels: int, copi
     return [int(b) for b in same.reshape(levels, copies).sum(axis=1)]
 
 
-class NoiseProbes:
-    """Per-pair noise probe samplers over a started :class:`Service`; ``rows_predicted`` is the Predict hook."""
+class NoiseProbes(SamplerGroup):
+    """Runs noisy copies of sampled Predict rows through both models and counts top-1 agreement per level."""
 
-    def __init__(
-        self,
-        service: Service,
-        observer: ProbeObserver | None = None,
-        *,
-        rng: np.random.Generator | None = None,
-        timeout: float = DEFAULT_TIMEOUT_SECONDS,
-    ) -> None:
-        self.service = service
-        self.observer = observer
-        self.timeout = timeout
-        self._rng = rng or np.random.default_rng()
-        self.samplers: dict[str, RowSampler] = {}
-        for name, pair in service.pairs.items():
-            cfg = pair.config.shadow.noise_probe
-            if cfg.sample_rate <= 0:
-                continue
-            if not np.issubdtype(pair.input_dtype, np.floating):
-                log.warning(
-                    "pair %s: noise probes need floating-point inputs (%s); not probing", name, pair.input_dtype
-                )
-                continue
-            self.samplers[name] = RowSampler(
-                f"probe-{name}",
-                sample_rate=cfg.sample_rate,
-                max_per_second=cfg.max_per_second,
-                queue_size=cfg.queue_size,
-                handle=self._prober(pair),
-                on_sampled=lambda n, p=name: self._report("probe_sampled_rows", p, n),
-                on_dropped=lambda reason, n, p=name: self._report("probe_dropped_rows", p, reason, n),
-                on_queue=lambda n, p=name: self._report("probe_queue_changed", p, n),
-                rng=self._rng,
-            )
+    kind = "probe"
 
-    def _report(self, method: str, *args: object) -> None:
-        if self.observer is not None:
-            getattr(self.observer, method)(*args)
+    def settings(self, pair: Pair) -> SamplingConfig:
+        return pair.config.shadow.noise_probe
 
-    def _prober(self, pair: Pair) -> Callable[[np.ndarray], Awaitable[None]]:
+    def eligible(self, pair: Pair) -> bool:
+        if np.issubdtype(pair.input_dtype, np.floating):
+            return True
+        log.warning("pair %s: noise probes need floating-point inputs (%s); not probing", pair.name, pair.input_dtype)
+        return False
+
+    def handler(self, pair: Pair) -> Callable[[np.ndarray], Awaitable[None]]:
         cfg = pair.config.shadow.noise_probe
         levels, copies = list(cfg.levels), cfg.copies
 
@@ -110,19 +82,6 @@ class NoiseProbes:
                 *(pair.batchers[v].submit(batch, deadline=deadline, priority=BACKGROUND) for v in ("dense", "pruned"))
             )
             for eps, agreeing in zip(levels, agreement_per_level(dense, pruned, len(levels), copies), strict=True):
-                self._report("probe_result", pair.name, eps, copies, agreeing)
+                self._report("result", pair.name, eps, copies, agreeing)
 
         return probe
-
-    def rows_predicted(self, pair: str, x: np.ndarray) -> None:
-        sampler = self.samplers.get(pair)
-        if sampler is not None:
-            sampler.offer(x)
-
-    def start(self) -> None:
-        for s in self.samplers.values():
-            s.start()
-
-    async def close(self) -> None:
-        for s in self.samplers.values():
-            await s.close()

@@ -29,7 +29,15 @@ from sisguard.server.batching.batcher import BACKGROUND
 from sisguard.server.explaining import ExplainOptions
 
 if TYPE_CHECKING:
+    from sisguard.server.pairs import Pair
     from sisguard.server.service import Service
+
+
+class SamplingConfig(Protocol):
+    sample_rate: float
+    max_per_second: float
+    queue_size: int
+
 
 log = logging.getLogger(__name__)
 
@@ -151,17 +159,19 @@ class RowSampler:
                 self.handled += 1
 
 
-class ShadowExplanations:
-    """Per-pair shadow explanation samplers over a started :class:`Service`.
-
-    ``rows_predicted(pair, x)`` is the Predict hook. Create after the service has loaded its pairs;
-    ``start`` needs the running loop.
+class SamplerGroup:
+    """One :class:`RowSampler` per pair over a started :class:`Service`; ``rows_predicted(pair, x)``
+    is the Predict hook. Subclasses say which pairs take part, with which settings, and what is done
+    with a sampled row; metrics go to ``observer.<kind>_sampled_rows`` / ``_dropped_rows`` /
+    ``_queue_changed``. Create after the service has loaded its pairs; ``start`` needs the running loop.
     """
+
+    kind = ""
 
     def __init__(
         self,
         service: Service,
-        observer: ShadowObserver | None = None,
+        observer: object | None = None,
         *,
         rng: np.random.Generator | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
@@ -169,36 +179,36 @@ class ShadowExplanations:
         self.service = service
         self.observer = observer
         self.timeout = timeout
-        rng = rng or np.random.default_rng()
+        self._rng = rng or np.random.default_rng()
         self.samplers: dict[str, RowSampler] = {}
         for name, pair in service.pairs.items():
-            cfg = pair.config.shadow
-            if cfg.sample_rate <= 0:
+            cfg = self.settings(pair)
+            if cfg.sample_rate <= 0 or not self.eligible(pair):
                 continue
             self.samplers[name] = RowSampler(
-                f"shadow-{name}",
+                f"{self.kind}-{name}",
                 sample_rate=cfg.sample_rate,
                 max_per_second=cfg.max_per_second,
                 queue_size=cfg.queue_size,
-                handle=self._explainer(name),
-                on_sampled=lambda n, p=name: self._report("shadow_sampled_rows", p, n),
-                on_dropped=lambda reason, n, p=name: self._report("shadow_dropped_rows", p, reason, n),
-                on_queue=lambda n, p=name: self._report("shadow_queue_changed", p, n),
-                rng=rng,
+                handle=self.handler(pair),
+                on_sampled=lambda n, p=name: self._report("sampled_rows", p, n),
+                on_dropped=lambda reason, n, p=name: self._report("dropped_rows", p, reason, n),
+                on_queue=lambda n, p=name: self._report("queue_changed", p, n),
+                rng=self._rng,
             )
 
-    def _report(self, method: str, *args: object) -> None:
+    def settings(self, pair: Pair) -> SamplingConfig:
+        raise NotImplementedError
+
+    def eligible(self, pair: Pair) -> bool:
+        return True
+
+    def handler(self, pair: Pair) -> Callable[[np.ndarray], Awaitable[None]]:
+        raise NotImplementedError
+
+    def _report(self, event: str, *args: object) -> None:
         if self.observer is not None:
-            getattr(self.observer, method)(*args)
-
-    def _explainer(self, pair: str) -> Callable[[np.ndarray], Awaitable[None]]:
-        async def explain(row: np.ndarray) -> None:
-            deadline = time.monotonic() + self.timeout
-            await self.service.explain(
-                pair, row[None], ExplainOptions(), deadline, priority=BACKGROUND, source="shadow"
-            )
-
-        return explain
+            getattr(self.observer, f"{self.kind}_{event}")(*args)
 
     def rows_predicted(self, pair: str, x: np.ndarray) -> None:
         sampler = self.samplers.get(pair)
@@ -212,3 +222,21 @@ class ShadowExplanations:
     async def close(self) -> None:
         for s in self.samplers.values():
             await s.close()
+
+
+class ShadowExplanations(SamplerGroup):
+    """Explains sampled Predict rows on both models with the pair's Explain defaults."""
+
+    kind = "shadow"
+
+    def settings(self, pair: Pair) -> SamplingConfig:
+        return pair.config.shadow
+
+    def handler(self, pair: Pair) -> Callable[[np.ndarray], Awaitable[None]]:
+        async def explain(row: np.ndarray) -> None:
+            deadline = time.monotonic() + self.timeout
+            await self.service.explain(
+                pair.name, row[None], ExplainOptions(), deadline, priority=BACKGROUND, source="shadow"
+            )
+
+        return explain
