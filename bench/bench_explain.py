@@ -1,0 +1,643 @@
+"""Explain benchmark: SIS of a dense/pruned pair over gRPC, side by side with pure ONNX Runtime.
+
+Run from the repository root::
+
+    python bench/bench_explain.py            # default run: about 2.5 min on 2 cores
+    python bench/bench_explain.py --quick    # short run: about 50 s
+
+The first run also trains and prunes the CNN pair (about 1 min on 2 cores) and caches it under
+``.cache/bench/``; the timings above are for later runs.
+
+One run starts a real sisguard server on a free loopback port (``sisguard.v1.SISGuard/Explain``
+through the generated stubs) serving two pairs, and measures, per setting:
+
+* ``digits`` — the bundled pair, input ``[1, 8, 8]``, one feature per pixel (d = 64): the first
+  SIS (``max_sis=1``) and the full collection (``max_sis=64``, i.e. until the rest of the input is
+  no longer sufficient);
+* ``cnn32`` — ``resnet_cifar(width=8)`` trained briefly on ``synthetic32`` and FT-pruned to 50 %
+  with ``sisguard.prune`` (cached under ``.cache/bench/``), input ``[3, 32, 32]``, 4×4 patches
+  (d = 64) and 2×2 patches (d = 256), first SIS.
+
+Columns: milliseconds per explanation of the pair (both models, client-side wall time of the unary
+call), score evaluations of the pair (dense + pruned), and two ratios measured in the same run:
+
+1. ``gRPC / ORT`` — explain time ÷ the time pure ONNX Runtime needs for exactly the batches the
+   server ran (their number and sizes are recorded through the batchers' observer hook), replayed
+   in-process through sessions with the server's options; the dense and the pruned batches are
+   replayed on two threads at once, as the server runs the two models (target ≤ 1.15);
+2. ``speed-up`` — a plain in-process implementation written the straightforward way (per step the
+   masks of every remaining feature via ``np.where`` over the whole step, one model call per step,
+   dense then pruned) ÷ explain time (target ≥ 2×). The plain implementation also checks the
+   server's answer: ``same`` counts explanations whose SIS collections are identical.
+
+τ is relative: τ = 0.9·f_dense(x) for the dense top-1 class (baseline: zeros), so the dense model
+always reaches τ on the full input and has a SIS; ``empty`` counts SIS that came out empty (the
+all-masked baseline alone already reaches τ) and ``no SIS`` variants that were not confident
+(the pruned model's f(x) < τ).
+
+The header also reports the load average and the machine's *parallel capacity*: how much faster the
+two CNN models run side by side on two threads than one after the other (about 2 on two idle
+cores). Running the two models at once is the server's only structural edge over the plain loop,
+so this bounds the speed-up on a compute-bound pair.
+
+Finally the ``batched(k)`` table on the digits test images: evaluations saved against ``exact``
+and the Jaccard overlap (IoU) of the first SIS with the exact one, per model, over the inputs whose
+exact SIS is non-empty.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+import onnxruntime as ort
+import yaml
+
+from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
+from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
+from sisguard.server.app import App
+from sisguard.server.config import load_settings
+from sisguard.server.grpc.tensors import from_numpy
+from sisguard.server.runtime.model import ModelRuntime
+from sisguard.server.runtime.providers import choose_providers
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS_DIR = ROOT / "server" / "models" / "digits"
+CACHE = ROOT / ".cache" / "bench"
+RELATIVE_TAU = 0.9
+MAX_BATCH = 64
+BUDGET = 1_000_000  # evaluations per variant: ample for every setting here
+
+# How the CNN pair is made; a change here makes a new cache entry.
+CNN_RECIPE = {
+    "arch": "resnet_cifar",
+    "width": 8,
+    "classes": 8,
+    "data": "synthetic32",
+    "n": 2000,
+    "seed": 0,
+    "method": "ft",
+    "ratio": 0.5,
+    "cycles": 2,
+    "train_epochs": 4,
+    "train_lr": 3e-3,
+    "retrain_epochs": 2,
+    "retrain_lr": 1e-3,
+}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# -- the CNN pair --------------------------------------------------------------------------------
+
+
+def cnn_pair() -> Path:
+    """Train, FT-prune and export the CNN pair once; later runs reuse ``.cache/bench/cnn32-<key>``."""
+    key = "-".join(str(v) for k, v in CNN_RECIPE.items() if k not in ("arch", "data", "method"))
+    out = CACHE / f"cnn32-{key}"
+    if (out / "dense.onnx").is_file() and (out / "pruned.onnx").is_file() and (out / "manifest.json").is_file():
+        return out
+    from sisguard.prune.data import synthetic32
+    from sisguard.prune.models import resnet_cifar
+    from sisguard.prune.pipeline import PruneConfig, run_prune
+    from sisguard.prune.train import TrainConfig
+
+    r = CNN_RECIPE
+    log(f"[cnn32] training and pruning the CNN pair (once; cached in {out}) ...")
+    started = time.monotonic()
+    data = synthetic32(int(r["n"]), seed=int(r["seed"]))
+    model = resnet_cifar(num_classes=int(r["classes"]), width=int(r["width"]))
+    config = PruneConfig(
+        method=str(r["method"]),
+        ratio=float(r["ratio"]),
+        cycles=int(r["cycles"]),
+        train=TrainConfig(epochs=int(r["train_epochs"]), lr=float(r["train_lr"])),
+        retrain=TrainConfig(epochs=int(r["retrain_epochs"]), lr=float(r["retrain_lr"])),
+        seed=int(r["seed"]),
+    )
+    tmp = out.with_name(out.name + ".tmp")
+    run_prune(model, data, config, tmp, name="cnn32")
+    tmp.rename(out)
+    log(f"[cnn32] done in {time.monotonic() - started:.0f} s")
+    return out
+
+
+def cnn_inputs(n: int) -> np.ndarray:
+    """Test images of synthetic32 (a different seed from training)."""
+    from sisguard.prune.data import synthetic32
+
+    return synthetic32(max(8, 4 * n), seed=1).x_test[:n]
+
+
+def digits_inputs(n: int | None) -> np.ndarray:
+    """The digits test split (450 images); ``n`` of them, spread over the split."""
+    from sisguard.prune.data import load_digits
+
+    x = load_digits().x_test
+    if n is None or n >= len(x):
+        return x
+    return x[np.linspace(0, len(x) - 1, n).round().astype(int)]
+
+
+# -- recording the server's batches ------------------------------------------------------------
+
+
+class BatchRecorder:
+    """Wraps the service's observer (the metrics, when the app has them): records the size of
+    every batch each model ran and forwards every report unchanged, so the production path is
+    what gets timed."""
+
+    def __init__(self, inner: object | None) -> None:
+        self._inner = inner
+        self.batches: dict[str, list[int]] = defaultdict(list)
+
+    def batch_done(self, model: str, rows: int, queue_wait: list[float], compute_seconds: float) -> None:
+        self.batches[model].append(rows)
+        if self._inner is not None:
+            self._inner.batch_done(model, rows, queue_wait, compute_seconds)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        if self._inner is None:
+            return lambda *args, **kwargs: None
+        return getattr(self._inner, name)
+
+    def take(self) -> dict[str, list[int]]:
+        out = dict(self.batches)
+        self.batches = defaultdict(list)
+        return out
+
+
+# -- pure ONNX Runtime and the plain implementation --------------------------------------------
+
+
+@dataclass
+class PairSessions:
+    """The pair's two models, opened exactly as the server opens them (same session options)."""
+
+    name: str
+    dense: ModelRuntime
+    pruned: ModelRuntime
+    kind: str = "logits"
+
+    @classmethod
+    def open(cls, name: str, folder: Path, threads: int) -> PairSessions:
+        choice = choose_providers(["cpu"], 0)
+        models = [
+            ModelRuntime(
+                folder / f"{v}.onnx",
+                choice=choice,
+                intra_op_threads=threads,
+                inter_op_threads=1,
+                input_name=None,
+                output_name=None,
+                expected_sha256=None,
+            )
+            for v in ("dense", "pruned")
+        ]
+        for m in models:
+            m.warm_up(MAX_BATCH)
+        return cls(name, *models)
+
+    def runtime(self, variant: str) -> ModelRuntime:
+        return self.dense if variant == "dense" else self.pruned
+
+
+def replay(sessions: PairSessions, batches: dict[str, list[int]], x: np.ndarray) -> float:
+    """Seconds pure ONNX Runtime needs for the recorded batches (dense and pruned on two threads)."""
+    rows = max((n for sizes in batches.values() for n in sizes), default=1)
+    pool = np.ascontiguousarray(np.repeat(x[None], rows, axis=0))
+
+    def run(variant: str) -> None:
+        m = sessions.runtime(variant)
+        sess, feed, out = m.session, m.signature.input_name, [m.signature.output_name]
+        for n in batches.get(f"{sessions.name}.{variant}", []):
+            sess.run(out, {feed: pool[:n]})
+
+    threads = [threading.Thread(target=run, args=(v,)) for v in ("dense", "pruned")]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started
+
+
+def parallel_capacity(sessions: PairSessions, batches: int = 12) -> float:
+    """How much faster the machine runs the two models side by side than one after the other
+    (ceiling of what running them concurrently can win; about 2 on two idle cores)."""
+    x = np.zeros((MAX_BATCH, *sessions.dense.signature.input_shape), dtype=sessions.dense.signature.input_dtype)
+
+    def run(m: ModelRuntime) -> None:
+        for _ in range(batches):
+            m.session.run([m.signature.output_name], {m.signature.input_name: x})
+
+    best_seq = best_par = np.inf
+    for _ in range(2):
+        started = time.perf_counter()
+        run(sessions.dense)
+        run(sessions.pruned)
+        best_seq = min(best_seq, time.perf_counter() - started)
+        threads = [threading.Thread(target=run, args=(m,)) for m in (sessions.dense, sessions.pruned)]
+        started = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        best_par = min(best_par, time.perf_counter() - started)
+    return float(best_seq / best_par)
+
+
+def _softmax_column(logits: np.ndarray, target: int) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=1, keepdims=True), dtype=np.float64)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)[:, target].astype(np.float64)
+
+
+def plain_sis(
+    score: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    baseline: np.ndarray,
+    groups: np.ndarray,
+    tau: float,
+    max_sis: int,
+) -> tuple[str, list[tuple[int, ...]], int]:
+    """SIS written the straightforward way: per BackSelect step one boolean mask per remaining
+    feature, ``np.where`` over the whole step, one model call per step. Returns status, the
+    collection (most important feature first) and the evaluations used."""
+    d = int(groups.max()) + 1
+    full, base = score(np.stack([x, baseline]))
+    evals = 2
+    if not full >= tau:
+        return "not_confident", [], evals
+    if base >= tau:
+        return "baseline_sufficient", [()], evals
+    masked = np.zeros(d, dtype=bool)  # features of the SIS found so far
+    collection: list[tuple[int, ...]] = []
+    for round_ in range(max_sis):
+        if masked.all():
+            break
+        if round_ > 0:
+            evals += 1
+            if not score(np.where(masked[groups], baseline, x)[None])[0] >= tau:
+                break
+        removed = masked.copy()
+        order: list[int] = []
+        after: list[float] = []
+        while not removed.all():
+            remaining = np.flatnonzero(~removed)
+            masks = np.repeat(removed[None], remaining.size, axis=0)
+            masks[np.arange(remaining.size), remaining] = True
+            batch = np.where(masks[:, groups], baseline[None], x[None])
+            s = score(batch)
+            evals += remaining.size
+            best = int(np.argmax(np.where(np.isnan(s), -np.inf, s)))
+            removed[remaining[best]] = True
+            order.append(int(remaining[best]))
+            after.append(float(s[best]))
+        k = max((j for j in range(1, len(after)) if after[j - 1] >= tau), default=0)
+        sis = tuple(order[k:][::-1])
+        collection.append(sis)
+        masked[list(sis)] = True
+    return "found", collection, evals
+
+
+def plain_pair(
+    sessions: PairSessions, x: np.ndarray, groups: np.ndarray, max_sis: int
+) -> tuple[dict[str, tuple[str, list[tuple[int, ...]]]], float]:
+    """Both models explained one after the other with :func:`plain_sis`; returns results and seconds."""
+    started = time.perf_counter()
+    baseline = np.zeros_like(x)
+
+    def scorer(variant: str, target: int) -> Callable[[np.ndarray], np.ndarray]:
+        m = sessions.runtime(variant)
+        sess, feed, out = m.session, m.signature.input_name, [m.signature.output_name]
+        return lambda batch: _softmax_column(sess.run(out, {feed: batch})[0], target)
+
+    d_run = sessions.dense.session
+    logits = d_run.run([sessions.dense.signature.output_name], {sessions.dense.signature.input_name: x[None]})[0]
+    target = int(np.argmax(logits[0]))
+    tau = RELATIVE_TAU * float(_softmax_column(logits, target)[0])
+    results: dict[str, tuple[str, list[tuple[int, ...]]]] = {}
+    for variant in ("dense", "pruned"):
+        status, collection, _ = plain_sis(scorer(variant, target), x, baseline, groups, tau, max_sis)
+        results[variant] = (status, collection)
+    # cross-sufficiency, as the server computes it: each model's first SIS on the other model
+    for variant, other in (("dense", "pruned"), ("pruned", "dense")):
+        coll = results[variant][1]
+        if coll:
+            keep = np.zeros(int(groups.max()) + 1, dtype=bool)
+            keep[list(coll[0])] = True
+            scorer(other, target)(np.where(keep[groups], x, baseline)[None])
+    return results, time.perf_counter() - started
+
+
+# -- the gRPC side ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    label: str
+    pair: str
+    features: int  # pb.FeatureKind
+    patch: tuple[int, int]
+    max_sis: int
+    inputs: np.ndarray
+
+    def groups(self) -> np.ndarray:
+        from sisguard.server.explain import patch_groups, pixel_groups
+
+        shape = self.inputs.shape[1:]
+        if self.features == pb.PIXEL:
+            return pixel_groups(shape)
+        return patch_groups(shape, *self.patch)
+
+
+def request(
+    setting: Setting, x: np.ndarray, *, batch_k: int = 1, max_sis: int | None = None, budget: int = 0
+) -> pb.ExplainRequest:
+    req = pb.ExplainRequest(
+        pair=setting.pair,
+        input=from_numpy(x),
+        threshold_relative=RELATIVE_TAU,
+        features=setting.features,
+        baseline=pb.ZEROS,
+        max_sis=max_sis or setting.max_sis,
+        variants=pb.BOTH,
+        max_evaluations=budget,
+    )
+    if setting.features == pb.PATCH:
+        req.patch_height, req.patch_width = setting.patch
+    if batch_k > 1:
+        req.mode, req.batch_k = pb.BATCHED, batch_k
+    return req
+
+
+@dataclass
+class Row:
+    setting: str
+    d: int
+    n: int = 0
+    grpc_ms: list[float] = field(default_factory=list)
+    ort_ms: list[float] = field(default_factory=list)
+    plain_ms: list[float] = field(default_factory=list)
+    grpc_cpu_ms: list[float] = field(default_factory=list)
+    ort_cpu_ms: list[float] = field(default_factory=list)
+    evaluations: list[int] = field(default_factory=list)
+    sis: int = 0
+    empty: int = 0
+    no_sis: int = 0
+    same: int = 0
+
+
+def collection_of(v: pb.VariantExplanation) -> tuple[str, list[tuple[int, ...]]]:
+    status = pb.SISStatus.Name(v.status).lower()
+    return status, [tuple(s.features) for s in v.sis]
+
+
+async def time_setting(
+    stub: pb_grpc.SISGuardStub, recorder: BatchRecorder, sessions: PairSessions, setting: Setting, repeats: int
+) -> Row:
+    """Per input, ``repeats`` rounds of gRPC explain → ORT replay → plain, interleaved; the fastest
+    of each is kept (a shared machine only ever adds time). Repeats differ in ``max_evaluations``
+    (always ample), so no request is a cache hit."""
+    groups = setting.groups()
+    row = Row(setting.label, int(groups.max()) + 1)
+    # warm-up: one explanation of a perturbed input (distinct bytes: never a cache hit later)
+    await stub.Explain(request(setting, np.clip(setting.inputs[0] * 0.98, 0, None)))
+    recorder.take()
+    for x in setting.inputs:
+        best = {"grpc": np.inf, "ort": np.inf, "plain": np.inf, "grpc_cpu": np.inf, "ort_cpu": np.inf}
+        for rep in range(repeats):
+            cpu, started = time.process_time(), time.perf_counter()
+            resp = await stub.Explain(request(setting, x, budget=BUDGET + rep))
+            best["grpc"] = min(best["grpc"], time.perf_counter() - started)
+            best["grpc_cpu"] = min(best["grpc_cpu"], time.process_time() - cpu)
+            if resp.cached:
+                raise RuntimeError("benchmark request was served from the cache")
+            batches = recorder.take()
+            cpu = time.process_time()
+            best["ort"] = min(best["ort"], replay(sessions, batches, x))
+            best["ort_cpu"] = min(best["ort_cpu"], time.process_time() - cpu)
+            plain, plain_s = plain_pair(sessions, x, groups, setting.max_sis)
+            best["plain"] = min(best["plain"], plain_s)
+        row.n += 1
+        row.grpc_ms.append(1e3 * best["grpc"])
+        row.ort_ms.append(1e3 * best["ort"])
+        row.plain_ms.append(1e3 * best["plain"])
+        row.grpc_cpu_ms.append(1e3 * best["grpc_cpu"])
+        row.ort_cpu_ms.append(1e3 * best["ort_cpu"])
+        row.evaluations.append(resp.dense.evaluations + resp.pruned.evaluations)
+        same = True
+        for name, v in (("dense", resp.dense), ("pruned", resp.pruned)):
+            status, coll = collection_of(v)
+            row.sis += len(coll)
+            row.empty += sum(1 for s in coll if not s)
+            row.no_sis += status == "not_confident"
+            same &= (status, coll) == plain[name]
+        row.same += same
+    return row
+
+
+@dataclass
+class BatchedRow:
+    k: int
+    evals_exact: int = 0
+    evals: int = 0
+    ms: list[float] = field(default_factory=list)
+    iou: dict[str, list[float]] = field(default_factory=lambda: {"dense": [], "pruned": []})
+    identical: dict[str, int] = field(default_factory=lambda: {"dense": 0, "pruned": 0})
+
+
+async def batched_table(stub: pb_grpc.SISGuardStub, setting: Setting, ks: Sequence[int]) -> list[BatchedRow]:
+    rows = {k: BatchedRow(k) for k in (1, *ks)}
+    for x in setting.inputs:
+        exact: dict[str, tuple[int, ...] | None] = {}
+        for k in (1, *ks):
+            started = time.perf_counter()
+            resp = await stub.Explain(request(setting, x, batch_k=k, max_sis=1))
+            row = rows[k]
+            row.ms.append(1e3 * (time.perf_counter() - started))
+            for name in ("dense", "pruned"):
+                v = getattr(resp, name)
+                first = tuple(v.sis[0].features) if v.sis else None
+                row.evals += v.evaluations
+                if k == 1:
+                    exact[name] = first
+                    continue
+                if first is not None and exact[name]:  # inputs with a non-empty exact SIS
+                    a, b = set(first), set(exact[name] or ())
+                    row.iou[name].append(len(a & b) / len(a | b))
+                    row.identical[name] += first == exact[name]
+    for k in ks:
+        rows[k].evals_exact = rows[1].evals
+    return [rows[k] for k in (1, *ks)]
+
+
+# -- printing -----------------------------------------------------------------------------------
+
+
+def _fmt_ms(values: list[float]) -> str:
+    return f"{statistics.mean(values):.1f}" if values else "-"
+
+
+def print_tables(
+    rows: list[Row],
+    batched: list[BatchedRow],
+    n_batched: int,
+    args: argparse.Namespace,
+    load: tuple[float, float],
+    capacity: tuple[float, float],
+) -> None:
+    print(
+        f"\n## Explain benchmark ({'quick' if args.quick else 'default'} run): {platform.machine()}, "
+        f"{_cpus()} CPUs, onnxruntime {ort.__version__} CPUExecutionProvider, intra_op_threads={args.threads}, "
+        f"max_batch_size={MAX_BATCH}, tau = {RELATIVE_TAU} * f_dense(x), zero baseline; best of {args.repeats} "
+        f"per input; load average {load[0]:.1f} at start, {load[1]:.1f} at end; the two cnn32 models side by side "
+        f"on two threads ran {capacity[0]:.2f}× (start) and {capacity[1]:.2f}× (end) as fast as one after the other\n"
+    )
+    print(
+        "| setting | d | inputs | evaluations / expl. (pair) | gRPC ms / expl. | pure ORT ms | "
+        "gRPC / ORT (target ≤ 1.15) | same, CPU time | plain ms | speed-up vs plain (target ≥ 2×) | "
+        "SIS (empty) | no SIS | same SIS as plain |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        g, o, p = sum(r.grpc_ms), sum(r.ort_ms), sum(r.plain_ms)
+        print(
+            f"| {r.setting} | {r.d} | {r.n} | {statistics.mean(r.evaluations):,.0f} | {_fmt_ms(r.grpc_ms)} | "
+            f"{_fmt_ms(r.ort_ms)} | {g / o:.2f} | {sum(r.grpc_cpu_ms) / sum(r.ort_cpu_ms):.2f} | "
+            f"{_fmt_ms(r.plain_ms)} | {p / g:.2f}× | {r.sis} ({r.empty}) | {r.no_sis} | {r.same}/{r.n} |"
+        )
+    print(f"\n### batched(k) vs exact: digits, one feature per pixel (d = 64), first SIS, {n_batched} test images\n")
+    print(
+        "| mode | evaluations / expl. (pair) | saved vs exact | gRPC ms / expl. | IoU with exact, dense | "
+        "IoU with exact, pruned | identical SIS, dense | identical SIS, pruned |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    n = max(1, n_batched)
+    for b in batched:
+        if b.k == 1:
+            print(f"| exact | {b.evals / n:,.0f} | | {_fmt_ms(b.ms)} | | | | |")
+            continue
+        iou_d = statistics.mean(b.iou["dense"]) if b.iou["dense"] else float("nan")
+        iou_p = statistics.mean(b.iou["pruned"]) if b.iou["pruned"] else float("nan")
+        saved = 1.0 - b.evals / b.evals_exact
+        print(
+            f"| batched({b.k}) | {b.evals / n:,.0f} | {100 * saved:.0f} % | {_fmt_ms(b.ms)} | {iou_d:.3f} | "
+            f"{iou_p:.3f} | {b.identical['dense']}/{len(b.iou['dense'])} | "
+            f"{b.identical['pruned']}/{len(b.iou['pruned'])} |"
+        )
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def write_config(folder: Path, cnn_dir: Path, threads: int) -> Path:
+    pairs = [
+        {"name": "digits", "dense": str(DIGITS_DIR / "dense.onnx"), "pruned": str(DIGITS_DIR / "pruned.onnx")},
+        {"name": "cnn32", "dense": str(cnn_dir / "dense.onnx"), "pruned": str(cnn_dir / "pruned.onnx")},
+    ]
+    for p in pairs:
+        p.update(output_kind="logits", max_batch_size=MAX_BATCH)
+    config = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "metrics_port": None,
+        "reflection": False,
+        "log_level": "WARNING",
+        "runtime": {"providers": ["cpu"], "intra_op_threads": threads, "inter_op_threads": 1},
+        "pairs": pairs,
+    }
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+async def run(args: argparse.Namespace) -> None:
+    quick = args.quick
+    load_start = os.getloadavg()[0]
+    cnn_dir = cnn_pair()
+    manifest = json.loads((cnn_dir / "manifest.json").read_text())
+    n_digits = 8 if quick else 32
+    n_cnn64, n_cnn256 = (1, 1) if quick else (4, 2)
+    digits = digits_inputs(n_digits)
+    settings = [
+        Setting("digits, pixels, first SIS", "digits", pb.PIXEL, (1, 1), 1, digits),
+        Setting("digits, pixels, full collection", "digits", pb.PIXEL, (1, 1), 64, digits),
+        Setting("cnn32, 4×4 patches, first SIS", "cnn32", pb.PATCH, (4, 4), 1, cnn_inputs(n_cnn64)),
+        Setting("cnn32, 2×2 patches, first SIS", "cnn32", pb.PATCH, (2, 2), 1, cnn_inputs(n_cnn256)),
+    ]
+    batched_inputs = digits_inputs(min(32, args.batched_images) if quick else args.batched_images)
+    sessions = {
+        "digits": PairSessions.open("digits", DIGITS_DIR, args.threads),
+        "cnn32": PairSessions.open("cnn32", cnn_dir, args.threads),
+    }
+    capacity_start = parallel_capacity(sessions["cnn32"])
+    with tempfile.TemporaryDirectory() as tmp:
+        app = App(load_settings(write_config(Path(tmp), cnn_dir, args.threads)))
+        recorder = BatchRecorder(app.service.observer)
+        app.service.observer = recorder  # type: ignore[assignment]  # set before start: the batchers get it
+        port = await app.start()
+        try:
+            async with grpc.aio.insecure_channel(
+                f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 64 << 20)]
+            ) as channel:
+                stub = pb_grpc.SISGuardStub(channel)
+                rows = []
+                for s in settings:
+                    log(f"[bench] {s.label}: {len(s.inputs)} inputs ...")
+                    rows.append(await time_setting(stub, recorder, sessions[s.pair], s, args.repeats))
+                log(f"[bench] batched(k) table on {len(batched_inputs)} digits test images ...")
+                bsetting = Setting("digits", "digits", pb.PIXEL, (1, 1), 1, batched_inputs)
+                batched = await batched_table(stub, bsetting, (2, 4, 8))
+        finally:
+            await app.stop(grace=0.5)
+    acc = {v: round(manifest["accuracy"][v]["onnx"], 3) for v in ("dense", "pruned")}
+    capacity = (capacity_start, parallel_capacity(sessions["cnn32"]))
+    print_tables(rows, batched, len(batched_inputs), args, (load_start, os.getloadavg()[0]), capacity)
+    print(
+        f"\ncnn32 pair: resnet_cifar(width={CNN_RECIPE['width']}) on synthetic32 "
+        f"({CNN_RECIPE['n']} samples, {CNN_RECIPE['train_epochs']} epochs), FT-pruned to ratio "
+        f"{manifest['ratio']:.2f} in {CNN_RECIPE['cycles']} cycles; ONNX test accuracy dense {acc['dense']}, "
+        f"pruned {acc['pruned']}; FLOPs dense {manifest['flops']['dense']:,}, pruned {manifest['flops']['pruned']:,}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer inputs: a short run")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="ONNX Runtime intra-op threads per model, server and replay (default 1)"
+    )
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per input (default 3, --quick 2)")
+    parser.add_argument(
+        "--batched-images", type=int, default=450, help="digits test images in the batched(k) table (default: all 450)"
+    )
+    args = parser.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = 2 if args.quick else 3
+    asyncio.run(run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
