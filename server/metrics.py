@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,14 @@ def split_model(model: str) -> tuple[str, str]:
     return (pair, variant) if variant in VARIANTS else (model, "unknown")
 
 
+@dataclass(frozen=True)
+class _BatchSeries:
+    queue_wait: Any
+    compute: Any
+    batch_rows: Any
+    queue_rows: Any
+
+
 class Metrics:
     """Every sisguard metric on ``registry``.
 
@@ -83,6 +92,7 @@ class Metrics:
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self._batch_children: dict[str, _BatchSeries] = {}
         self.registry = registry
         r = registry
 
@@ -289,17 +299,30 @@ class Metrics:
 
     # -- BatchObserver ------------------------------------------------------------------------
 
+    def _batch_series(self, model: str) -> _BatchSeries:
+        """The labelled children of one model's batch metrics, looked up once (this is a hot path:
+        every BackSelect step of every explanation reports here)."""
+        series = self._batch_children.get(model)
+        if series is None:
+            pv = split_model(model)
+            series = _BatchSeries(
+                self.queue_wait.labels(*pv),
+                self.compute.labels(*pv),
+                self.batch_rows.labels(*pv),
+                self.queue_rows.labels(*pv),
+            )
+            self._batch_children[model] = series
+        return series
+
     def batch_done(self, model: str, rows: int, queue_wait: list[float], compute_seconds: float) -> None:
-        pair, variant = split_model(model)
-        wait = self.queue_wait.labels(pair, variant)
+        series = self._batch_series(model)
         for w in queue_wait:
-            wait.observe(max(w, 0.0))
-        self.compute.labels(pair, variant).observe(compute_seconds)
-        self.batch_rows.labels(pair, variant).observe(rows)
+            series.queue_wait.observe(max(w, 0.0))
+        series.compute.observe(compute_seconds)
+        series.batch_rows.observe(rows)
 
     def queue_changed(self, model: str, rows: int) -> None:
-        pair, variant = split_model(model)
-        self.queue_rows.labels(pair, variant).set(rows)
+        self._batch_series(model).queue_rows.set(rows)
 
     # -- ServiceObserver ----------------------------------------------------------------------
 
