@@ -246,6 +246,7 @@ class _ProgressBar:
         self.started = time.monotonic()
         self.state: dict[str, ExplainProgress] = {}
         self.drawn = False
+        self.pending = False  # an event arrived after the last redraw
         self.last = 0.0
 
     def enabled(self) -> bool:
@@ -266,19 +267,27 @@ class _ProgressBar:
 
     def update(self, ev: ExplainProgress) -> None:
         self.state[ev.variant] = ev
+        self.pending = True
         now = time.monotonic()
         if not self.enabled() or (self.drawn and now - self.last < 0.1):
             return
         self.last = now
+        self._draw()
+
+    def _draw(self) -> None:
         line = "  ".join(self._bar(e) for _, e in sorted(self.state.items()))
         self.stream.write(f"\r{line}\x1b[K" if self.stream.isatty() else f"{line}\n")
         self.stream.flush()
         self.drawn = True
+        self.pending = False
 
     def close(self) -> None:
-        if self.drawn and self.stream.isatty():
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
+        if self.stream.isatty():
+            if self.drawn:
+                self.stream.write("\r\x1b[K")
+                self.stream.flush()
+        elif self.pending and self.enabled():  # a log keeps the final state of every variant
+            self._draw()
 
 
 def _num_features(info: PairInfo, features: Features | None) -> int | None:
