@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -9,7 +10,18 @@ from support.server import running, write_config
 
 from sisguard.server.app import App
 
+SLOW = os.environ.get("SISGUARD_SLOW_TESTS") == "1"
 INPUT_SHAPE = (1, 8, 8)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` (long load runs, long fuzzing) run only with SISGUARD_SLOW_TESTS=1."""
+    if SLOW:
+        return
+    skip = pytest.mark.skip(reason="a longer run: set SISGUARD_SLOW_TESTS=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 CLASSES = 10
 
 

@@ -24,7 +24,9 @@ from sisguard.proto.inference import grpc_service_pb2_grpc as ip_grpc
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
 
-EXAMPLES = int(os.environ.get("SISGUARD_FUZZ_EXAMPLES", "120"))  # more: a longer hunt
+# more: a longer hunt (SISGUARD_SLOW_TESTS=1 runs 1,500 per RPC, or set SISGUARD_FUZZ_EXAMPLES)
+_DEFAULT_EXAMPLES = "1500" if os.environ.get("SISGUARD_SLOW_TESTS") == "1" else "120"
+EXAMPLES = int(os.environ.get("SISGUARD_FUZZ_EXAMPLES", _DEFAULT_EXAMPLES))
 TIMEOUT = 30.0  # a call open longer than this counts as a hang
 IMPROPER = {
     grpc.StatusCode.UNKNOWN,

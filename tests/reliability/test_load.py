@@ -8,12 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from support.server import write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_short_load_run(tmp_path: Path, model_pair: tuple[Path, Path]) -> None:
+
+@pytest.mark.parametrize(
+    "duration", [15, pytest.param(180, marks=pytest.mark.slow)], ids=["short", "three-minutes"]
+)
+def test_load_run(tmp_path: Path, model_pair: tuple[Path, Path], duration: int) -> None:
     dense, pruned = model_pair
     config = write_config(
         tmp_path,
@@ -31,9 +36,9 @@ def test_short_load_run(tmp_path: Path, model_pair: tuple[Path, Path]) -> None:
         grace_seconds=5,
     )
     out = tmp_path / "load.json"
-    cmd = [sys.executable, str(ROOT / "bench" / "load.py"), "--config", str(config), "--duration", "15"]
+    cmd = [sys.executable, str(ROOT / "bench" / "load.py"), "--config", str(config), "--duration", str(duration)]
     cmd += ["--clients", "16", "--warmup", "3", "--json", str(out), "--server-log", str(tmp_path / "server.log")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 240)
     print(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr + (tmp_path / "server.log").read_text()
     report = json.loads(out.read_text())
