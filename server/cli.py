@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -26,7 +27,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="YAML config (default: the bundled digits pair)")
+    p.add_argument(
+        "--config", type=Path, help="YAML config (default: $SISGUARD_CONFIG, else the bundled digits pair)"
+    )
     p.add_argument("--host", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="gRPC port (default 50051; 0 picks a free one)")
     p.add_argument("--metrics-port", type=int, help="Prometheus metrics port (default 9464)")
@@ -37,7 +40,8 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
     from sisguard.server.config import load_settings
 
     overrides = {"host": args.host, "port": args.port, "metrics_port": args.metrics_port, **extra}
-    settings = load_settings(args.config, **overrides)
+    config = args.config or (Path(os.environ["SISGUARD_CONFIG"]) if os.environ.get("SISGUARD_CONFIG") else None)
+    settings = load_settings(config, **overrides)
     logging.basicConfig(
         level=(args.log_level or settings.log_level).upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
