@@ -139,7 +139,7 @@ class App:
         deadline = time.monotonic() + grace
         await self.health.enter_graceful_shutdown()
         self.drain.close()  # new calls: UNAVAILABLE; calls in flight go on (see server/grpc/drain.py)
-        if not await self.drain.wait(deadline):
+        if not await self.drain.wait(deadline) and self.drain.in_flight:
             log.warning("grace period over: cancelling %d calls still in flight", self.drain.in_flight)
         if self.server is not None:
             await self.server.stop(max(0.0, deadline - time.monotonic()) if self.drain.in_flight else 0)

@@ -101,6 +101,7 @@ class Service:
     # -- lookups and validation -------------------------------------------------------------
 
     def pair(self, name: str) -> Pair:
+        self._require_ready()  # while loading (or after close) no pair can be served
         try:
             return self.pairs[name]
         except KeyError:

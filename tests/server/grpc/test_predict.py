@@ -98,3 +98,45 @@ async def test_list_models_reports_explain_and_image_defaults(stub) -> None:
     assert info.explain_defaults.num_features == 64
     assert info.image.scale == pytest.approx(1 / 255)
     assert info.image.invert is False
+
+
+async def test_health_is_not_serving_until_every_model_is_loaded(pair_config, monkeypatch) -> None:
+    import asyncio
+    import threading
+
+    from sisguard.server.app import App
+    from sisguard.server.config import load_settings
+    from sisguard.server.service import Service
+
+    gate = threading.Event()
+    real_load = Service.load
+
+    def slow_load(self: Service) -> None:
+        gate.wait(10)
+        real_load(self)
+
+    monkeypatch.setattr(Service, "load", slow_load)
+    app = App(load_settings(pair_config))
+    starting = asyncio.create_task(app.start())
+    try:
+        for _ in range(100):  # the port is bound before the models load
+            if app.port:
+                break
+            await asyncio.sleep(0.02)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            h = health_pb2_grpc.HealthStub(channel)
+            status = (await h.Check(health_pb2.HealthCheckRequest(service=""))).status
+            assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await pb_grpc.SISGuardStub(channel).Predict(
+                    pb.PredictRequest(pair="mini", inputs=from_numpy(np.zeros((1, 1, 8, 8), np.float32)))
+                )
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+            gate.set()
+            await starting
+            status = (await h.Check(health_pb2.HealthCheckRequest(service="sisguard.v1.SISGuard"))).status
+            assert status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        gate.set()
+        await starting
+        await app.stop(grace=0.1)
