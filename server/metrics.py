@@ -17,22 +17,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
+from sisguard.server.explain.agreement import DivergenceReason
+from sisguard.server.pairs import VARIANTS
+
 PREFIX = "sisguard"
-VARIANTS = ("dense", "pruned")
 SOURCES = ("request", "shadow")
-DIVERGENCE_REASONS = (
-    "top1_differs",
-    "low_iou",
-    "dense_sis_insufficient_for_pruned",
-    "pruned_sis_insufficient_for_dense",
-    "pruned_not_confident",
-    "low_rank_correlation",
-)
+DIVERGENCE_REASONS: tuple[str, ...] = get_args(DivergenceReason)
 SHADOW_DROP_REASONS = ("queue_full", "failed", "shutdown")
 PROBE_DROP_REASONS = ("queue_full", "failed", "shutdown")
 
