@@ -10,14 +10,27 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
 
 _PARTS = (
-    ("sisguard.client._cli_commands", "", ("models", "predict", "explain")),
-    ("sisguard.server.cli", "server", ("serve", "demo")),
-    ("sisguard.prune.cli", "prune", ("prune", "evaluate")),
+    ("sisguard.client._cli_commands", "", ("models", "predict", "explain"), ()),
+    (
+        "sisguard.server.cli",
+        "server",
+        ("serve", "demo"),
+        ("onnxruntime", "onnx", "yaml", "pydantic_settings", "prometheus_client", "grpc_reflection"),
+    ),
+    ("sisguard.prune.cli", "prune", ("prune", "evaluate"), ("torch", "onnxruntime", "sklearn", "matplotlib")),
 )
+
+
+def _require(modules: tuple[str, ...]) -> None:
+    """ImportError naming what is missing; the parts import their heavy modules lazily, so check up front."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(f"missing {', '.join(missing)}")
 
 
 def _missing(extra: str, error: ImportError) -> object:
@@ -39,20 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve, explain and monitor dense/pruned ONNX model pairs.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module, extra, commands in _PARTS:
+    for module, extra, commands, needs in _PARTS:
         try:
+            _require(needs)
             importlib.import_module(module).add_subcommands(subparsers)
         except ImportError as exc:
             for name in commands:
                 sub = subparsers.add_parser(name, help=f"(needs sisguard[{extra}])" if extra else None, add_help=False)
                 sub.add_argument("rest", nargs=argparse.REMAINDER)
-                sub.set_defaults(func=_missing(extra, exc))
+                sub.set_defaults(func=_missing(extra, exc), needs_extra=True)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "needs_extra", False):  # a missing part's command takes any options
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     code: int = args.func(args)
     return code
 

@@ -96,3 +96,17 @@ def test_baseline_tensor_and_features_coercion() -> None:
     assert Features.coerce("PIXEL") == Features.pixel()
     assert Features.coerce(Features.patches(3)) == Features("patch", patch=(3, 3))
     assert Features.coerce(np.zeros((2, 2), np.int64)).kind == "explicit"
+
+
+def test_commands_of_a_missing_extra_say_what_to_install(monkeypatch, capsys) -> None:
+    import importlib.util
+
+    from sisguard.client import cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    assert cli.main(["serve", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "'serve' needs sisguard[server]" in err and "missing onnxruntime" in err
+    assert cli.main(["prune", "--arch", "digits_cnn"]) == 2
+    assert "'prune' needs sisguard[prune]" in capsys.readouterr().err
