@@ -128,6 +128,9 @@ class Metrics:
 
         # -- explanations ---------------------------------------------------------------------
         self.explanations = counter("explanations", "Explanations finished (cache hits included).", ps)
+        self.explain_cache_hits = counter(
+            "explain_cache_hits", "Explanations answered from the cache of identical requests.", ("pair",)
+        )
         self.explain_seconds = histogram(
             "explain_duration_seconds", "Time one explanation took, both variants.", ps, EXPLAIN_SECONDS_BUCKETS
         )
@@ -348,7 +351,9 @@ class Metrics:
         source = source if source in SOURCES else "request"
         self.explanations.labels(pair, source).inc()
         self.explain_seconds.labels(pair, source).observe(seconds)
-        if not cached:
+        if cached:
+            self.explain_cache_hits.labels(pair).inc()
+        else:
             if evaluations is None:
                 evaluations = {
                     v: int(r.evaluations) for v in VARIANTS if (r := getattr(explanation, v, None)) is not None

@@ -193,6 +193,7 @@ def test_explained_outcome_cache_hits_add_no_evaluations(metrics: Metrics, reg: 
     r = {"pair": "mini", "source": "request"}
     assert value(reg, "sisguard_explanations_total", **r) == 2
     assert value(reg, "sisguard_explain_evaluations_total", variant="dense", **r) == 10
+    assert value(reg, "sisguard_explain_cache_hits_total", pair="mini") == 1
     assert value(reg, "sisguard_agreement_explanations_total", **r) == 0  # one variant: nothing compared
 
 
