@@ -23,7 +23,7 @@ DTYPES: dict[int, np.dtype[Any]] = {
     pb.UINT8: np.dtype("u1"),
     pb.BOOL: np.dtype("?"),
 }
-_BY_NUMPY: dict[np.dtype[Any], int] = {dt.newbyteorder("="): code for code, dt in DTYPES.items()}
+BY_NUMPY: dict[np.dtype[Any], int] = {dt.newbyteorder("="): code for code, dt in DTYPES.items()}
 
 
 def dtype_of(code: int) -> np.dtype[Any]:
@@ -37,7 +37,7 @@ def dtype_of(code: int) -> np.dtype[Any]:
 def to_tensor(arr: NDArray[Any]) -> Any:
     """A ``sisguard.v1.Tensor`` holding ``arr``."""
     a = np.asarray(arr)
-    code = _BY_NUMPY.get(a.dtype.newbyteorder("="))
+    code = BY_NUMPY.get(a.dtype.newbyteorder("="))
     if code is None:
         supported = ", ".join(sorted(str(d.newbyteorder("=")) for d in DTYPES.values()))
         raise InvalidInput(f"arrays of dtype {a.dtype} cannot be sent; use one of {supported}")

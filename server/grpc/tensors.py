@@ -7,21 +7,10 @@ import sys
 
 import numpy as np
 
+# One table of wire dtypes for client and server (same distribution; the client is always installed).
+from sisguard.client._tensors import BY_NUMPY, DTYPES
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.server.errors import InvalidArgument, ResourceExhausted
-
-DTYPES: dict[int, np.dtype] = {
-    pb.FLOAT32: np.dtype("<f4"),
-    pb.FLOAT64: np.dtype("<f8"),
-    pb.FLOAT16: np.dtype("<f2"),
-    pb.INT64: np.dtype("<i8"),
-    pb.INT32: np.dtype("<i4"),
-    pb.INT16: np.dtype("<i2"),
-    pb.INT8: np.dtype("i1"),
-    pb.UINT8: np.dtype("u1"),
-    pb.BOOL: np.dtype("?"),
-}
-_BY_NUMPY = {dt.newbyteorder("="): code for code, dt in DTYPES.items()}
 
 # Open Inference Protocol datatype strings.
 OIP_DTYPES: dict[str, np.dtype] = {
@@ -76,7 +65,7 @@ def to_numpy(t: pb.Tensor, what: str, max_elements: int) -> np.ndarray:
 
 def dtype_code(dtype: np.dtype) -> int:
     """The wire DataType of a numpy dtype."""
-    code = _BY_NUMPY.get(dtype.newbyteorder("="))
+    code = BY_NUMPY.get(dtype.newbyteorder("="))
     if code is None:
         raise TypeError(f"no wire dtype for {dtype}")
     return code
