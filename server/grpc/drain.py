@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -69,21 +69,27 @@ class Drain(grpc.aio.ServerInterceptor):
             return handler
         return self._wrap(handler)
 
+    @contextlib.asynccontextmanager
+    async def _admitted(self, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        """Refuse the call with UNAVAILABLE once closed; otherwise count it in flight while it runs."""
+        if self.closed:
+            self._touch()
+            await context.abort(grpc.StatusCode.UNAVAILABLE, MESSAGE)
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self._touch()
+
     def _wrap(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         kw = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
         drain = self
 
         def unary(fn: Callable[..., Any]) -> Callable[..., Any]:
             async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                if drain.closed:
-                    drain._touch()
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, MESSAGE)
-                drain.in_flight += 1
-                try:
+                async with drain._admitted(context):
                     return await fn(request, context)
-                finally:
-                    drain.in_flight -= 1
-                    drain._touch()
 
             return call
 
@@ -92,16 +98,9 @@ class Drain(grpc.aio.ServerInterceptor):
                 return unary(fn)
 
             async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                if drain.closed:
-                    drain._touch()
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, MESSAGE)
-                drain.in_flight += 1
-                try:
+                async with drain._admitted(context):
                     async for item in fn(request, context):
                         yield item
-                finally:
-                    drain.in_flight -= 1
-                    drain._touch()
 
             return call
 
