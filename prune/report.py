@@ -116,7 +116,8 @@ def markdown(result: dict[str, Any]) -> str:
     for m in sorted(result["models"], key=lambda m: (m["method"], m["ratio"])):
         lines.append(f"| {m['name']} | {m['ratio']:.3f} | " + " | ".join(_pct(m["errors"][s]) for s in shifts) + " |")
     lines += ["", "## Prune potential P(δ)", "",
-              "Largest prune ratio whose error is within δ of the dense model's on the same shift.", "",
+              "Largest prune ratio r such that every evaluated ratio ≤ r keeps its error within δ of the "
+              "dense model's on the same shift (monotone; 0 when the smallest ratio already fails).", "",
               "| method | " + " | ".join(shifts) + " |", "|---|" + "---|" * len(shifts)]
     for method, per_shift in sorted(result["prune_potential"].items()):
         lines.append(f"| {method.upper()} | " + " | ".join(f"{per_shift[s]:.2f}" for s in shifts) + " |")
