@@ -57,8 +57,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     prune = subparsers.add_parser(
         "prune", help="prune a torch model (WT or FT), retrain, export the dense/pruned ONNX pair",
         description="Train (or load) a dense model, prune it iteratively to the target ratio with "
-                    "retraining, export dense.onnx and pruned.onnx, check them against torch, and write "
-                    "manifest.json and pair.yaml (the block for the server config).",
+                    "retraining, retrain a control the same way without pruning, export dense.onnx, "
+                    "pruned.onnx and control.onnx, check them against torch, and write manifest.json and "
+                    "pair.yaml (the block for the server config).",
     )
     _add_model_data_args(prune)
     prune.add_argument("--method", required=True, help="wt (weight thresholding) or ft (filter thresholding)")
@@ -66,6 +67,10 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     prune.add_argument("--out", required=True, help="output directory for the pair")
     prune.add_argument("--name", help="pair name in pair.yaml (default: the output directory's name)")
     prune.add_argument("--class-labels", help="comma-separated class labels (default: 0, 1, …)")
+    prune.add_argument("--no-control", action="store_true",
+                       help="do not make control.onnx (the dense model retrained like the pruned one, unpruned)")
+    prune.add_argument("--control-seed", type=int,
+                       help="seed of the control's retraining (default: --seed, the pruned model's)")
     _add_training_args(prune)
     prune.set_defaults(func=prune_command)
 
@@ -130,15 +135,22 @@ def prune_command(args: argparse.Namespace) -> int:
         config.validate()
         model, data, info = build_model_and_data(args)
         labels = [s.strip() for s in args.class_labels.split(",")] if args.class_labels else None
+        if args.control_seed is not None and args.no_control:
+            raise PruneError("--control-seed needs a control; drop --no-control")
+        if args.control_seed is not None and args.control_seed < 0:
+            raise PruneError(f"--control-seed must be >= 0, got {args.control_seed}")
         manifest = run_prune(model, data, config, args.out, name=args.name, model_info=info,
-                             class_labels=labels, log=_log(args))
+                             class_labels=labels, log=_log(args), control=not args.no_control,
+                             control_seed=args.control_seed)
     except PruneError as exc:
         print(f"sisguard prune: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     acc = manifest["accuracy"]
     print(f"{manifest['method'].upper()} ratio {manifest['ratio']:.4f}: dense acc {100 * acc['dense']['onnx']:.2f}%, "
           f"pruned acc {100 * acc['pruned']['onnx']:.2f}%, params {manifest['params']['dense']} → "
-          f"{manifest['params']['pruned_nonzero']} (nonzero); wrote {Path(args.out) / 'pair.yaml'}")
+          f"{manifest['params']['pruned_nonzero']} (nonzero)"
+          + (f", control acc {100 * acc['control']['onnx']:.2f}%" if "control" in acc else "")
+          + f"; wrote {Path(args.out) / 'pair.yaml'}")
     return 0
 
 

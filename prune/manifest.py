@@ -1,8 +1,9 @@
 """The manifest (``manifest.json``) and the server-config pair block (``pair.yaml``) of a pair.
 
 The manifest records how the pair was made and what it is: method, target and reached
-prune ratio, parameters, FLOPs, accuracies (torch and ONNX Runtime), file sizes and
-SHA-256, seed, training settings and library versions. The pair block is one list item
+prune ratio, parameters, FLOPs, accuracies (torch and ONNX Runtime) of the dense, pruned and
+(when made) control model, file sizes and SHA-256, seeds, training settings and library
+versions. The pair block is one list item
 of the server config's ``pairs:`` with paths relative to the config file that includes it.
 """
 
@@ -37,11 +38,15 @@ def _versions() -> dict[str, str]:
 def build_manifest(*, name: str, config: PruneConfig, data: Dataset, dense: nn.Module, pruned: nn.Module,
                    out_dir: Path, torch_acc: dict[str, float], onnx_acc: dict[str, float],
                    checks: dict[str, float], model_info: dict[str, Any],
-                   class_labels: list[str]) -> dict[str, Any]:
-    """Collect everything a reader needs to trust and reproduce the pair."""
+                   class_labels: list[str], control_seed: int | None = None) -> dict[str, Any]:
+    """Collect everything a reader needs to trust and reproduce the pair.
+
+    ``checks`` names the exported files (``dense.onnx``, ``pruned.onnx`` and, when the pair has
+    a control, ``control.onnx``, retrained with ``control_seed``).
+    """
     dense_params = count_params(dense)
     files = {}
-    for file_name in ("dense.onnx", "pruned.onnx"):
+    for file_name in checks:
         path = out_dir / file_name
         files[file_name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size,
                             "max_abs_diff_vs_torch": checks[file_name]}
@@ -59,8 +64,11 @@ def build_manifest(*, name: str, config: PruneConfig, data: Dataset, dense: nn.M
         "training": {"cycles": config.cycles, "dense": asdict(config.train), "retrain": asdict(config.retrain)},
         "params": {"dense": dense_params, "pruned": count_params(pruned), "pruned_nonzero": count_nonzero(pruned)},
         "flops": {"dense": count_flops(dense, data.input_shape), "pruned": count_flops(pruned, data.input_shape)},
-        "accuracy": {"dense": {"torch": torch_acc["dense"], "onnx": onnx_acc["dense"]},
-                     "pruned": {"torch": torch_acc["pruned"], "onnx": onnx_acc["pruned"]}},
+        "accuracy": {key: {"torch": torch_acc[key], "onnx": onnx_acc[key]} for key in onnx_acc},
+        "control": None if "control.onnx" not in files else {
+            "file": "control.onnx", "seed": control_seed, "ratio": 0.0,
+            "training": "the dense model retrained like the pruned one (same cycles, epochs, lr, schedule, "
+                        "per-cycle seeds), nothing pruned"},
         "files": files,
         "onnx": {"opset": config.opset,
                  "input": {"name": INPUT_NAME, "shape": ["N", *data.input_shape], "dtype": "float32"},
@@ -87,12 +95,18 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
 def pair_block(manifest: dict[str, Any]) -> str:
     """The YAML list item to paste under ``pairs:`` in the server config."""
     labels = ", ".join(json.dumps(label) for label in manifest["class_labels"])
+    files = manifest["files"]
+    control = ("  control: control.onnx      # the dense model retrained without pruning\n"
+               if "control.onnx" in files else "")
+    control_sha = f"  control_sha256: {files['control.onnx']['sha256']}\n" if "control.onnx" in files else ""
     return (
         f"- name: {manifest['name']}\n"
         "  dense: dense.onnx          # path relative to the config file that includes it\n"
         "  pruned: pruned.onnx\n"
-        f"  dense_sha256: {manifest['files']['dense.onnx']['sha256']}\n"
-        f"  pruned_sha256: {manifest['files']['pruned.onnx']['sha256']}\n"
+        f"{control}"
+        f"  dense_sha256: {files['dense.onnx']['sha256']}\n"
+        f"  pruned_sha256: {files['pruned.onnx']['sha256']}\n"
+        f"{control_sha}"
         "  output_kind: logits\n"
         f"  class_labels: [{labels}]\n"
     )

@@ -1,8 +1,10 @@
-"""The prune pipeline: validate → train dense → prune ↔ retrain → export → check → manifest.
+"""The prune pipeline: validate → train dense → prune ↔ retrain (and the control) → export → check → manifest.
 
 :func:`run_prune` is what ``sisguard prune`` runs; the pieces (:func:`validate_setup`,
-:func:`train_dense`, :func:`prune_and_retrain`, :func:`write_pair`) are reused by
-``sisguard evaluate`` to build a family of pruned models from one dense network.
+:func:`train_dense`, :func:`prune_and_retrain`, :func:`retrain_control`, :func:`write_pair`)
+are reused by ``sisguard evaluate`` and ``sisguard family`` to build a family of pruned models
+from one dense network. The control is the dense model retrained exactly like the pruned one
+with nothing pruned: the yardstick for how much of a pair's divergence retraining alone causes.
 
 Iterative pruning follows a geometric schedule: after cycle ``i`` of ``n`` the prune ratio is
 ``1 − (1 − r)^(i/n)``, so each cycle removes the same share of what is left, and every cycle
@@ -144,6 +146,25 @@ def prune_and_retrain(dense: nn.Module, data: Dataset, config: PruneConfig,
     return model, masks
 
 
+def retrain_control(dense: nn.Module, data: Dataset, config: PruneConfig, log: Log | None,
+                    seed: int | None = None) -> nn.Module:
+    """The control: a copy of ``dense`` retrained exactly like :func:`prune_and_retrain` with nothing pruned.
+
+    Same cycles, retraining epochs, learning rate, schedule and per-cycle seeds (``seed + cycle``,
+    ``seed`` defaulting to ``config.seed``), ratio 0. Whatever divergence from the dense model the
+    control shows is what retraining alone causes; a pruned model is judged by its excess over it.
+    Another ``seed`` gives a second control (the retraining noise between two controls).
+    """
+    seed = config.seed if seed is None else seed
+    model = copy.deepcopy(dense)
+    seed_everything(seed + 1)
+    for cycle in range(1, config.cycles + 1):
+        if log is not None:
+            log(f"[control] cycle {cycle}/{config.cycles}: ratio 0 (seed {seed})")
+        train(model, data, config.retrain, seed=seed + cycle, log=log, label=f"control {cycle}/{config.cycles}")
+    return model
+
+
 def pruned_ratio(model: nn.Module, dense_params: int) -> float:
     """``1 − nonzero(model) / dense_params`` — the prune ratio as the manifest reports it."""
     return 1.0 - count_nonzero(model) / dense_params
@@ -152,17 +173,25 @@ def pruned_ratio(model: nn.Module, dense_params: int) -> float:
 def write_pair(dense: nn.Module, pruned: nn.Module, data: Dataset, config: PruneConfig,
                out_dir: str | Path, name: str, model_info: dict[str, Any],
                class_labels: list[str] | None = None, log: Log | None = None,
-               dense_file: Path | None = None) -> dict[str, Any]:
-    """Export both models, check them against torch, write ``manifest.json`` and ``pair.yaml``.
+               dense_file: Path | None = None, control: nn.Module | None = None,
+               control_seed: int | None = None) -> dict[str, Any]:
+    """Export the models, check them against torch, write ``manifest.json`` and ``pair.yaml``.
 
     ``dense_file`` is an already exported ``dense.onnx`` of ``dense`` to copy instead of
-    exporting again (a family of pairs shares one dense model).
+    exporting again (a family of pairs shares one dense model). ``control`` (from
+    :func:`retrain_control`, made with ``control_seed``) is exported as ``control.onnx`` and
+    named in the manifest and in ``pair.yaml``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     checks: dict[str, float] = {}
     onnx_acc: dict[str, float] = {}
-    for file_name, model in (("dense.onnx", dense), ("pruned.onnx", pruned)):
+    models = {"dense.onnx": dense, "pruned.onnx": pruned}
+    if control is not None:
+        models["control.onnx"] = control
+    else:
+        (out / "control.onnx").unlink(missing_ok=True)  # a stale control of an earlier run must not stay
+    for file_name, model in models.items():
         path = out / file_name
         if file_name == "dense.onnx" and dense_file is not None:
             shutil.copyfile(dense_file, path)
@@ -170,16 +199,15 @@ def write_pair(dense: nn.Module, pruned: nn.Module, data: Dataset, config: Prune
             export_onnx(model, data.input_shape, path, config.opset)
         checks[file_name] = check_onnx(path, model, data.x_test)
         logits = run_onnx(make_session(path), data.x_test)
-        onnx_acc[file_name] = float((logits.argmax(axis=1) == data.y_test).mean())
+        onnx_acc[file_name.removesuffix(".onnx")] = float((logits.argmax(axis=1) == data.y_test).mean())
         if log is not None:
             log(f"[export] {path}: max |onnx − torch| = {checks[file_name]:.2e}")
     labels = class_labels or [str(i) for i in range(data.num_classes)]
+    torch_acc = {key: accuracy(models[f"{key}.onnx"], data.x_test, data.y_test) for key in onnx_acc}
     manifest = build_manifest(
         name=name, config=config, data=data, dense=dense, pruned=pruned, out_dir=out,
-        torch_acc={"dense": accuracy(dense, data.x_test, data.y_test),
-                   "pruned": accuracy(pruned, data.x_test, data.y_test)},
-        onnx_acc={"dense": onnx_acc["dense.onnx"], "pruned": onnx_acc["pruned.onnx"]},
-        checks=checks, model_info=model_info, class_labels=labels,
+        torch_acc=torch_acc, onnx_acc=onnx_acc, checks=checks, model_info=model_info, class_labels=labels,
+        control_seed=(config.seed if control_seed is None else control_seed) if control is not None else None,
     )
     write_manifest(out / "manifest.json", manifest)
     write_pair_yaml(out / "pair.yaml", manifest)
@@ -188,12 +216,22 @@ def write_pair(dense: nn.Module, pruned: nn.Module, data: Dataset, config: Prune
 
 def run_prune(model: nn.Module, data: Dataset, config: PruneConfig, out_dir: str | Path,
               name: str | None = None, model_info: dict[str, Any] | None = None,
-              class_labels: list[str] | None = None, log: Log | None = None) -> dict[str, Any]:
-    """Turn ``model`` into a servable dense/pruned pair in ``out_dir``; return the manifest."""
+              class_labels: list[str] | None = None, log: Log | None = None,
+              control: bool = True, control_seed: int | None = None) -> dict[str, Any]:
+    """Turn ``model`` into a servable dense/pruned pair in ``out_dir``; return the manifest.
+
+    With ``control`` (the default) the pair also gets ``control.onnx``: the dense model retrained
+    like the pruned one without pruning (:func:`retrain_control`, seed ``control_seed``,
+    default ``config.seed``).
+    """
     validate_setup(model, data, config)
     if class_labels is not None and len(class_labels) != data.num_classes:
         raise PruneError(f"{len(class_labels)} class labels given for {data.num_classes} classes")
+    if control_seed is not None and control_seed < 0:
+        raise PruneError(f"control seed must be >= 0, got {control_seed}")
     train_dense(model, data, config, log)
     pruned, _ = prune_and_retrain(model, data, config, log)
+    control_model = retrain_control(model, data, config, log, seed=control_seed) if control else None
     pair_name = name or Path(out_dir).resolve().name
-    return write_pair(model, pruned, data, config, out_dir, pair_name, model_info or {}, class_labels, log)
+    return write_pair(model, pruned, data, config, out_dir, pair_name, model_info or {}, class_labels, log,
+                      control=control_model, control_seed=control_seed)
