@@ -75,13 +75,8 @@ def plan_keep(graph: ChannelGraph, shapes: dict[str, tuple[int, ...]], target_pa
     if not groups:
         raise UnsupportedModelError("FT cannot prune this model: it has no prunable channels")
 
-    def snap(count: float, size: int) -> int:
-        if size <= multiple:
-            return size if multiple > 1 else max(1, min(size, math.ceil(count - 1e-9)))
-        return min(size, max(multiple, multiple * math.ceil(count / multiple - 1e-9)))
-
     def keep_for(fraction: float) -> dict[int, int]:
-        return {g.gid: snap(fraction * g.size, g.size) for g in groups}
+        return {g.gid: snap_count(fraction * g.size, g.size, multiple) for g in groups}
 
     lo, hi = 0.0, 1.0
     for _ in range(40):
@@ -90,7 +85,22 @@ def plan_keep(graph: ChannelGraph, shapes: dict[str, tuple[int, ...]], target_pa
             hi = mid
         else:
             lo = mid
-    keep = keep_for(hi)
+    return refine_keep(graph, shapes, keep_for(hi), target_params, tolerance, multiple)
+
+
+def snap_count(count: float, size: int, multiple: int) -> int:
+    """A kept channel count of a group of ``size``: ``count`` rounded up (to a multiple of ``multiple``)."""
+    if size <= multiple:
+        return size if multiple > 1 else max(1, min(size, math.ceil(count - 1e-9)))
+    return min(size, max(multiple, multiple * math.ceil(count / multiple - 1e-9)))
+
+
+def refine_keep(graph: ChannelGraph, shapes: dict[str, tuple[int, ...]], keep: dict[int, int],
+                target_params: int, tolerance: int = 0, multiple: int = 1) -> dict[int, int]:
+    """Local search from ``keep``: move ``multiple`` channels (one group up or down, or one up and
+    another down) while that brings the parameter count closer to ``target_params``."""
+    groups = [g for g in graph.prunable_groups() if g.gid in keep]
+    keep = dict(keep)
     best = abs(planned_params(graph, shapes, keep) - target_params)
     step = multiple
     moves = [((g.gid, d),) for g in groups for d in (-step, step)]
