@@ -16,7 +16,7 @@ from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
 from . import _base
 from ._base import DEFAULT_TARGET, DEFAULT_TIMEOUT, TLS, UNSET, ExplainOptions, RetryPolicy, Timeout
 from ._errors import translate
-from ._models import ExplainProgress, Explanation, HealthStatus, PairInfo, Prediction, Variants
+from ._models import ExplainProgress, Explanation, HealthStatus, PairHealth, PairInfo, Prediction, Variants
 
 
 class AsyncClient:
@@ -119,6 +119,11 @@ class AsyncClient:
         finally:
             call.cancel()
         raise _base.no_result()
+
+    async def pair_health(self, pair: str, *, timeout: Timeout = UNSET) -> PairHealth:
+        """The pair's divergence verdict and its evidence (excess and interval per measure)."""
+        response = await self._call(self._stub.PairHealth, _base.pair_health_request(pair), timeout)
+        return _base.parse_pair_health(response)
 
     async def health(self, service: str = "", *, timeout: Timeout = UNSET) -> HealthStatus:
         """The gRPC health status of the server (``service=""``) or of one service."""

@@ -30,7 +30,9 @@ from ._models import (
     Explanation,
     HealthStatus,
     ImageDefaults,
+    MeasureExcess,
     ModelFile,
+    PairHealth,
     PairInfo,
     Prediction,
     SISStatus,
@@ -251,7 +253,9 @@ class Settings:
 _VARIANT: dict[str, int] = {"dense": pb.DENSE, "pruned": pb.PRUNED, "both": pb.BOTH}
 _MODE: dict[str, int] = {"exact": pb.EXACT, "batched": pb.BATCHED}
 _FEATURE: dict[str, int] = {"element": pb.ELEMENT, "pixel": pb.PIXEL, "patch": pb.PATCH, "explicit": pb.EXPLICIT}
-_BASELINE: dict[str, int] = {"zeros": pb.ZEROS, "mean": pb.MEAN, "constant": pb.CONSTANT, "tensor": pb.CUSTOM}
+_BASELINE: dict[str, int] = {
+    "zeros": pb.ZEROS, "mean": pb.MEAN, "constant": pb.CONSTANT, "tensor": pb.CUSTOM, "blur": pb.BLUR
+}
 
 
 def _variant(value: str) -> int:
@@ -395,7 +399,7 @@ def health_request(service: str) -> Any:
 
 _OUTPUT_KIND = {pb.LOGITS: "logits", pb.PROBABILITIES: "probabilities", pb.SCORES: "scores"}
 _FEATURE_NAME = {v: k for k, v in _FEATURE.items()}
-_BASELINE_NAME = {pb.ZEROS: "zeros", pb.MEAN: "mean", pb.CONSTANT: "constant", pb.CUSTOM: "tensor"}
+_BASELINE_NAME = {pb.ZEROS: "zeros", pb.MEAN: "mean", pb.CONSTANT: "constant", pb.CUSTOM: "tensor", pb.BLUR: "blur"}
 _STATUS: dict[int, SISStatus] = {
     pb.FOUND: "found",
     pb.NOT_CONFIDENT: "not_confident",
@@ -442,6 +446,40 @@ def parse_pair(p: Any) -> PairInfo:
             num_features=d.num_features,
         ),
         image=ImageDefaults(scale=p.image.scale if p.HasField("image") else 1.0 / 255.0, invert=p.image.invert),
+        control=_model_file(p.control) if p.HasField("control") else None,
+        verdict_reference=p.verdict_reference or "dense-only",
+    )
+
+
+_VERDICT_NAME = {pb.HEALTHY: "healthy", pb.DAMAGED: "damaged", pb.INSUFFICIENT_DATA: "insufficient_data"}
+
+
+def pair_health_request(pair: str) -> Any:
+    if not isinstance(pair, str) or not pair:
+        raise InvalidInput("pair must be a non-empty string")
+    return pb.PairHealthRequest(pair=pair)
+
+
+def parse_pair_health(r: Any) -> PairHealth:
+    return PairHealth(
+        pair=r.pair,
+        verdict=_VERDICT_NAME.get(r.verdict, "unspecified"),
+        reference=r.reference,
+        samples=int(r.samples),
+        samples_needed=int(r.samples_needed),
+        min_samples=int(r.min_samples),
+        confidence=float(r.confidence),
+        window=int(r.window),
+        measures=tuple(
+            MeasureExcess(
+                name=m.name, source=m.source, deciding=m.deciding, margin=m.margin, samples=int(m.samples),
+                pruned_mean=m.pruned_mean, reference_mean=m.reference_mean, reference=m.reference,
+                estimate=m.estimate, lower=m.lower, upper=m.upper, samples_needed=int(m.samples_needed),
+                damaged=m.damaged,
+            )
+            for m in r.measures
+        ),
+        request_id=r.request_id,
     )
 
 

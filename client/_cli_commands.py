@@ -68,6 +68,19 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     )
     explain.set_defaults(func=_command(explain_command))
 
+    health = subparsers.add_parser(
+        "health",
+        help="the pair's divergence verdict and its evidence (excess over the control per measure)",
+        description="Ask the server for a pair's verdict (healthy, damaged, insufficient_data) with the excess "
+        "of dense-vs-pruned over dense-vs-control and its interval for every measure (docs/signal.md). "
+        "Exit status: 0 healthy, 3 damaged, 4 insufficient data.",
+    )
+    _connection(health)
+    health.add_argument("pair", help="pair name (see `sisguard models`)")
+    health.add_argument("--all", action="store_true", help="also list the measures that do not decide")
+    health.add_argument("--json", action="store_true", help="print JSON")
+    health.set_defaults(func=_command(health_command))
+
 
 def _features(text: str) -> Features:
     try:
@@ -160,16 +173,45 @@ def models_command(args: argparse.Namespace, client: Client) -> int:
         print(f"{p.name}")
         print(f"  input     {p.input_name} {list(p.input_shape)} {p.input_dtype}")
         print(f"  output    {p.output_name} ({p.output_kind}, {p.num_outputs} outputs)")
-        for name, f in (("dense", p.dense), ("pruned", p.pruned)):
+        for name, f in (("dense", p.dense), ("pruned", p.pruned), *((("control", p.control),) if p.control else ())):
             print(
                 f"  {name:<9} {f.path}  {f.nonzero_parameter_count}/{f.parameter_count} non-zero parameters"
                 f"  on {f.execution_provider}  sha256 {f.sha256[:12]}"
             )
         print(f"  pruned    {p.prune_ratio:.1%} of the dense parameters removed")
+        print(f"  verdict   against {p.verdict_reference} (sisguard health {p.name})")
         features = f"patch:{d.patch[0]}x{d.patch[1]}" if d.features == "patch" else d.features
         tau = f"{d.threshold:g}" + (" x f_dense(x)" if d.threshold_relative else "")
         print(f"  explain   tau {tau}, features {features}, baseline {d.baseline}, budget {d.max_evaluations}")
     return 0
+
+
+_VERDICT_EXIT = {"healthy": 0, "damaged": 3, "insufficient_data": 4}
+
+
+def health_command(args: argparse.Namespace, client: Client) -> int:
+    h = client.pair_health(args.pair)
+    if args.json:
+        _dump(h.to_dict())
+        return _VERDICT_EXIT.get(h.verdict, 1)
+    print(f"{h.pair}: {h.verdict.upper().replace('_', ' ')}  (against the {h.reference}; "
+          f"{h.samples} samples of the sparsest deciding measure, {h.min_samples} needed to decide; "
+          f"intervals at {h.confidence:.0%} jointly)")
+    if h.samples_needed:
+        print(f"  needs {h.samples_needed} more samples before it can decide")
+    print(f"  {'measure':<30} {'n':>5} {'pruned':>8} {'ref':>8} {'excess':>8}  {'interval':<19} {'margin':>7}  verdict")
+    for m in h.measures if args.all else h.deciding:
+        interval = "no samples" if m.samples == 0 else f"[{m.lower:+.3f}, {m.upper:+.3f}]"
+        margin = f"{m.margin:.3f}" if m.deciding else "-"
+        state = "DAMAGED" if m.damaged else ("ok" if m.deciding and m.samples >= h.min_samples else "-")
+        print(f"  {m.name:<30} {m.samples:>5} {_fmt(m.pruned_mean):>8} {_fmt(m.reference_mean):>8} "
+              f"{_signed(m.estimate):>8}  {interval:<19} {margin:>7}  {state}"
+              + (f" (vs {m.reference})" if m.reference not in ("control", h.reference) else ""))
+    return _VERDICT_EXIT.get(h.verdict, 1)
+
+
+def _signed(v: float) -> str:
+    return "n/a" if v != v else f"{v:+.3f}"
 
 
 # -- inputs -----------------------------------------------------------------------------------

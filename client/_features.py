@@ -31,7 +31,7 @@ from ._errors import InvalidInput
 __all__ = ["Baseline", "Features", "element_groups", "patch_groups", "pixel_groups"]
 
 FeatureKind = Literal["element", "pixel", "patch", "explicit"]
-BaselineKind = Literal["zeros", "mean", "constant", "tensor"]
+BaselineKind = Literal["zeros", "mean", "constant", "tensor", "blur"]
 _PATCH = re.compile(r"^patch:(\d+)x(\d+)$")
 
 
@@ -170,6 +170,12 @@ class Baseline:
         return cls("mean")
 
     @classmethod
+    def blur(cls) -> Baseline:
+        """The input itself, Gaussian-blurred with the pair's ``explain.baseline_blur_sigma``: masked
+        pixels keep the coarse shape but lose detail, so the baseline alone rarely stays confident."""
+        return cls("blur")
+
+    @classmethod
     def constant(cls, value: float) -> Baseline:
         v = float(value)
         if not math.isfinite(v):
@@ -194,7 +200,9 @@ class Baseline:
                 return Baseline.zeros()
             if value == "mean":
                 return Baseline.mean()
-            raise InvalidInput(f"baseline must be 'zeros', 'mean', a number or a tensor, got {value!r}")
+            if value == "blur":
+                return Baseline.blur()
+            raise InvalidInput(f"baseline must be 'zeros', 'mean', 'blur', a number or a tensor, got {value!r}")
         if isinstance(value, int | float) and not isinstance(value, bool):
             return Baseline.constant(value)
         return Baseline.of(value)

@@ -19,7 +19,9 @@ __all__ = [
     "ExplainProgress",
     "Explanation",
     "HealthStatus",
+    "MeasureExcess",
     "ModelFile",
+    "PairHealth",
     "PairInfo",
     "Prediction",
     "VariantExplanation",
@@ -114,6 +116,52 @@ class PairInfo(_Result):
     max_batch_size: int
     explain_defaults: ExplainDefaults
     image: ImageDefaults
+    #: the control (dense retrained like the pruned model, not pruned); None when the pair has none
+    control: ModelFile | None = None
+    #: what the divergence verdict compares with: "control", "calibration" or "dense-only"
+    verdict_reference: str = "dense-only"
+
+
+# -- PairHealth -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MeasureExcess(_Result):
+    """One measure's excess of dense-vs-pruned over its reference, with its interval."""
+
+    name: str
+    source: str  # explain | probe
+    deciding: bool
+    margin: float
+    samples: int
+    pruned_mean: float
+    reference_mean: float
+    reference: str  # control | dense | calibration | none
+    estimate: float
+    lower: float
+    upper: float
+    samples_needed: int
+    damaged: bool
+
+
+@dataclass(frozen=True)
+class PairHealth(_Result):
+    """The pair's divergence verdict (``healthy``, ``damaged``, ``insufficient_data``) and its evidence."""
+
+    pair: str
+    verdict: str
+    reference: str
+    samples: int
+    samples_needed: int
+    min_samples: int
+    confidence: float
+    window: int
+    measures: tuple[MeasureExcess, ...]
+    request_id: str
+
+    @property
+    def deciding(self) -> tuple[MeasureExcess, ...]:
+        return tuple(m for m in self.measures if m.deciding)
 
 
 # -- Predict ----------------------------------------------------------------------------------

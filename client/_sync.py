@@ -15,7 +15,7 @@ from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
 from . import _base
 from ._base import DEFAULT_TARGET, DEFAULT_TIMEOUT, TLS, UNSET, ExplainOptions, RetryPolicy, Timeout
 from ._errors import translate
-from ._models import ExplainProgress, Explanation, HealthStatus, PairInfo, Prediction, Variants
+from ._models import ExplainProgress, Explanation, HealthStatus, PairHealth, PairInfo, Prediction, Variants
 
 
 class Client:
@@ -133,6 +133,10 @@ class Client:
         finally:
             call.cancel()
         raise _base.no_result()
+
+    def pair_health(self, pair: str, *, timeout: Timeout = UNSET) -> PairHealth:
+        """The pair's divergence verdict and its evidence (excess and interval per measure)."""
+        return _base.parse_pair_health(self._call(self._stub.PairHealth, _base.pair_health_request(pair), timeout))
 
     def health(self, service: str = "", *, timeout: Timeout = UNSET) -> HealthStatus:
         """The gRPC health status of the server (``service=""``) or of one service."""

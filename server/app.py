@@ -5,11 +5,12 @@ a NOT_SERVING health status until every one is verified and warmed up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
@@ -17,16 +18,20 @@ from sisguard.proto.inference import grpc_service_pb2 as ip
 from sisguard.proto.inference import grpc_service_pb2_grpc as ip_grpc
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
-from sisguard.server.config import Settings
-from sisguard.server.grpc.auth import TokenAuthInterceptor, accepted_tokens
+from sisguard.server.config import ConfigError, Settings
+from sisguard.server.errors import ServiceError
+from sisguard.server.explaining import ExplainOptions
+from sisguard.server.grpc.auth import TokenAuthInterceptor, load_tokens
 from sisguard.server.grpc.drain import Drain
+from sisguard.server.grpc.guard import SMALL_MESSAGE_BYTES, MemoryReleaser, RequestGuard
+from sisguard.server.grpc.health import HealthServicer
 from sisguard.server.grpc.inference_servicer import InferenceServicer
 from sisguard.server.grpc.sisguard_servicer import SISGuardServicer
 from sisguard.server.metrics import Metrics, MetricsServer
-from sisguard.server.probes import NoiseProbes
+from sisguard.server.probes import NoiseProbes, ShiftProbes
 from sisguard.server.service import Service
 from sisguard.server.shadow import ShadowExplanations
-from sisguard.server.tls import server_credentials
+from sisguard.server.tls import check_key_matches, server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +59,10 @@ class App:
         self.metrics_server: MetricsServer | None = None  # settings.metrics_port; None disables
         self.shadow: ShadowExplanations | None = None
         self.probes: NoiseProbes | None = None
-        self.health = health.aio.HealthServicer()
+        self.shift_probes: ShiftProbes | None = None
+        self._verdict_task: asyncio.Task[None] | None = None
+        self.health = HealthServicer(settings.limits.max_health_watchers)
+        self.releaser = MemoryReleaser()  # returns freed heap memory after large request bodies
         self.server: grpc.aio.Server | None = None
         self.port: int | None = None
         self.health_server: grpc.aio.Server | None = None  # plaintext health-only port (settings.health_port)
@@ -70,31 +78,68 @@ class App:
         ]
 
     def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        tokens = accepted_tokens(self.settings)
-        return [self.drain, *([TokenAuthInterceptor(tokens)] if tokens else [])]
+        """Drain (counts and refuses at shutdown), tokens (refuse before the body is read), then
+        the request guard (size per RPC, decoding)."""
+        tokens = load_tokens(self.settings)
+        (log.info if tokens.enabled else log.warning)("%s", tokens.describe())
+        guard = RequestGuard(self.settings.limits.max_message_bytes, self.releaser)
+        return [self.drain, *([TokenAuthInterceptor(tokens.tokens)] if tokens.enabled else []), guard]
 
     def _bind(self, server: grpc.aio.Server, address: str) -> int:
         creds = server_credentials(self.settings.tls)
-        port = server.add_insecure_port(address) if creds is None else server.add_secure_port(address, creds)
+        if creds is None:
+            return self._bind_plain(server, address)
+        check_key_matches(self.settings.tls)  # grpc would only say "Failed to bind"
+        try:
+            port = server.add_secure_port(address, creds)
+        except RuntimeError:
+            port = 0
         if port == 0:
-            raise OSError(f"cannot bind {address}")
+            raise OSError(f"cannot bind {address}: the address is in use or not available on this host")
         return port
 
     async def _start_health_port(self) -> None:
         if self.settings.health_port is None:
             return
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        # Only grpc.health.v1, with no token: its requests are a service name, so a few KiB is plenty.
+        options = [("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", SMALL_MESSAGE_BYTES)]
+        server = grpc.aio.server(options=options, interceptors=[RequestGuard(SMALL_MESSAGE_BYTES, self.releaser)])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        self.health_port = self._bind_plain(server, f"{self.settings.host}:{self.settings.health_port}")
+        self.health_port = self._bind_plain(server, f"{self.settings.host}:{self.settings.health_port}", "health_port")
         await server.start()
         self.health_server = server
 
     @staticmethod
-    def _bind_plain(server: grpc.aio.Server, address: str) -> int:
-        port = server.add_insecure_port(address)
+    def _bind_plain(server: grpc.aio.Server, address: str, what: str = "port") -> int:
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError:  # grpc raises with a multi-line core error when the port is taken
+            port = 0
         if port == 0:
-            raise OSError(f"cannot bind {address}")
+            raise OSError(f"cannot bind {what} {address}: the address is in use or not available on this host")
         return port
+
+    def _check_explain_files(self) -> None:
+        """Each pair's configured group map and mean baseline load and fit its input (else every
+        Explain using them would fail later, with INTERNAL)."""
+        explainer = self.service.explainer
+        for pair in self.service.pairs.values():
+            ex = pair.config.explain
+            for what, path, opts in (
+                ("group_map_file", ex.group_map_file, ExplainOptions(features="explicit")),
+                ("mean_file", ex.mean_file, ExplainOptions(baseline="mean")),
+            ):
+                if path is None:
+                    continue
+                try:
+                    if what == "group_map_file":
+                        explainer.groups(pair, opts)
+                    else:
+                        explainer.baseline(pair, opts)
+                except (OSError, ValueError, EOFError) as exc:  # np.load: unreadable, not .npy, pickled
+                    raise ConfigError(f"pair {pair.name}: cannot read explain.{what} {path}: {exc}") from exc
+                except ServiceError as exc:
+                    raise ConfigError(f"pair {pair.name}: explain.{what} {path} does not fit: {exc}") from exc
 
     async def _set_health(self, status: int) -> None:
         for name in ("", *SERVICE_NAMES):
@@ -122,6 +167,7 @@ class App:
             await self._start_health_port()
             self._start_metrics()
             await asyncio.to_thread(self.service.load)
+            self._check_explain_files()
         except BaseException:
             await server.stop(None)
             if self.health_server is not None:
@@ -148,6 +194,7 @@ class App:
         await self._stop_monitoring()
         await self.service.close()
         self._stop_metrics()
+        await self.releaser.close()
 
     # -- monitoring (docs/monitoring.md) ------------------------------------------------------
 
@@ -171,14 +218,41 @@ class App:
         self.metrics.register_pairs(pairs)
         self.shadow = ShadowExplanations(self.service, self.metrics)
         self.probes = NoiseProbes(self.service, self.metrics)
-        self.service.predict_listeners += [self.shadow.rows_predicted, self.probes.rows_predicted]
+        self.shift_probes = ShiftProbes(self.service, self.metrics)
+        self.service.predict_listeners += [
+            self.shadow.rows_predicted,
+            self.probes.rows_predicted,
+            self.shift_probes.rows_predicted,
+        ]
         self.shadow.start()
         self.probes.start()
+        self.shift_probes.start()
+        self._verdict_task = asyncio.get_running_loop().create_task(self._export_verdicts(), name="verdicts")
         self.metrics.set_all_ready(pairs, True)
+
+    async def _export_verdicts(self) -> None:
+        """Recompute each pair's verdict when its samples changed, at most every ``verdict.update_seconds``."""
+        seen: dict[str, int] = {}
+        due: dict[str, float] = {}
+        period = min(p.config.verdict.update_seconds for p in self.service.pairs.values())
+        while True:
+            now = time.monotonic()
+            for name, signal in self.service.signals.items():
+                if signal.version != seen.get(name) and now >= due.get(name, 0.0):
+                    seen[name] = signal.version
+                    due[name] = now + self.service.pairs[name].config.verdict.update_seconds
+                    report = await asyncio.to_thread(signal.report, signal.snapshot())  # bootstrap off the loop
+                    self.metrics.verdict_updated(report)
+            await asyncio.sleep(period)
 
     async def _stop_monitoring(self) -> None:
         self.metrics.set_all_ready(self.service.pairs.values(), False)
-        for background in (self.shadow, self.probes):
+        if self._verdict_task is not None:
+            self._verdict_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._verdict_task
+            self._verdict_task = None
+        for background in (self.shadow, self.probes, self.shift_probes):
             if background is not None:
                 await background.close()
 

@@ -7,6 +7,8 @@ Nested fields are overridden with a double underscore, e.g. ``SISGUARD_PORT=6000
 
 from __future__ import annotations
 
+import math
+import os
 import re
 from importlib import resources
 from pathlib import Path
@@ -15,10 +17,12 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 OutputKind = Literal["logits", "probabilities", "scores"]
 FeatureChoice = Literal["element", "pixel", "patch", "explicit"]
-BaselineChoice = Literal["zeros", "mean", "constant"]
+BaselineChoice = Literal["zeros", "mean", "constant", "blur"]
+ShiftKind = Literal["uniform", "gaussian", "brightness", "contrast", "blur"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -49,6 +53,9 @@ class ExplainConfig(_Strict):
     group_map_file: Path | None = Field(None, description=".npy integer map for features=explicit.")
     baseline: BaselineChoice = Field("zeros", description="What a masked feature is set to.")
     baseline_constant: float = Field(0.0, description="Value for baseline=constant.")
+    baseline_blur_sigma: float = Field(
+        2.0, gt=0.0, le=1000.0, description="baseline=blur: Gaussian sigma in pixels of the blurred input."
+    )
     mean_file: Path | None = Field(None, description=".npy tensor of one input's shape for baseline=mean.")
     max_sis: int = Field(1, ge=1, le=64, description="SIS collected per explanation by default.")
     max_evaluations: int = Field(200_000, ge=1, description="Default evaluation budget per variant.")
@@ -83,6 +90,101 @@ class NoiseProbeConfig(_Strict):
         return sorted(v)
 
 
+class ShiftSpec(_Strict):
+    """One shift a probe applies to a sampled input (levels as fractions of ``value_range``, as the toolkit's)."""
+
+    kind: ShiftKind = Field(description="uniform, gaussian (noise), brightness, contrast or blur.")
+    level: float = Field(description="uniform/gaussian: amplitude; brightness: offset; contrast: factor; blur: sigma.")
+    copies: int = Field(1, ge=1, le=256, description="Shifted copies per sampled row (random kinds draw each anew).")
+
+    @model_validator(mode="after")
+    def _valid_level(self) -> ShiftSpec:
+        if not math.isfinite(self.level):
+            raise ValueError("shift level must be a finite number")
+        if self.kind in ("uniform", "gaussian", "blur") and self.level <= 0:
+            raise ValueError(f"{self.kind} level must be positive")
+        if self.kind == "contrast" and not 0 <= self.level < 1e6:
+            raise ValueError("contrast level is a non-negative factor")
+        if self.kind == "brightness" and self.level == 0:
+            raise ValueError("brightness level 0 is no shift")
+        return self
+
+    @property
+    def name(self) -> str:
+        """``kind-level``, e.g. ``brightness-0.3`` (the ``shift`` label and the measure suffix)."""
+        return f"{self.kind}-{self.level:g}"
+
+
+def _default_shifts() -> list[ShiftSpec]:
+    return [
+        ShiftSpec(kind="uniform", level=0.3, copies=4),
+        ShiftSpec(kind="gaussian", level=0.1, copies=4),
+        ShiftSpec(kind="brightness", level=0.3),
+        ShiftSpec(kind="contrast", level=0.5),
+        ShiftSpec(kind="blur", level=0.8),
+    ]
+
+
+class ShiftProbeConfig(_Strict):
+    """Shift probes: dense, pruned and control on shifted copies of sampled Predict rows (docs/signal.md)."""
+
+    sample_rate: float = Field(0.01, ge=0.0, le=1.0, description="Share of Predict rows probed; 0 disables.")
+    max_per_second: float = Field(5.0, gt=0.0, description="Budget: probed rows per second.")
+    queue_size: int = Field(64, ge=1, description="Sampled rows waiting; more are dropped (and counted).")
+    value_range: tuple[float, float] | None = Field(
+        None,
+        description="[low, high] of the model's inputs: shifts scale by it and clip to it (none: [0, 1], no clip).",
+    )
+    shifts: list[ShiftSpec] = Field(default_factory=_default_shifts, min_length=1, max_length=16)
+
+    @model_validator(mode="after")
+    def _valid(self) -> ShiftProbeConfig:
+        names = [s.name for s in self.shifts]
+        if len(set(names)) != len(names):
+            raise ValueError(f"shifts must be distinct, got {names}")
+        if self.value_range is not None and not self.value_range[0] < self.value_range[1]:
+            raise ValueError("value_range must be [low, high] with low < high")
+        return self
+
+
+#: Verdict margins by default: the measures found to carry signal (docs/signal.md), in their own units.
+DEFAULT_MARGINS: dict[str, float] = {
+    "cross_insufficiency": 0.10,
+    "output_tv": 0.02,
+    "instability/*": 0.01,
+}
+
+
+class VerdictConfig(_Strict):
+    """The per-pair verdict: excess of dense-vs-pruned over dense-vs-control, with confidence (docs/signal.md)."""
+
+    window: int = Field(400, ge=10, le=100_000, description="Samples per measure kept (a sliding window).")
+    max_age_seconds: float | None = Field(
+        None, gt=0.0, le=30 * 86400.0, description="Samples older than this leave the window (none: only by count)."
+    )
+    min_samples: int = Field(30, ge=5, le=100_000, description="Samples a measure needs before it may decide.")
+    confidence: float = Field(
+        0.95, gt=0.5, lt=1.0, description="Joint confidence of the intervals (Bonferroni over the deciding measures)."
+    )
+    bootstrap: int = Field(1000, ge=100, le=100_000, description="Bootstrap resamples per interval.")
+    update_seconds: float = Field(2.0, gt=0.0, le=3600.0, description="How often verdict metrics are recomputed.")
+    margins: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_MARGINS),
+        description="Measure -> margin: 'damaged' when the excess's lower bound is above it. "
+        "'instability/*' (or 'disagreement/*', 'tv/*') applies to every probed shift.",
+    )
+
+    @field_validator("margins")
+    @classmethod
+    def _valid_margins(cls, v: dict[str, float]) -> dict[str, float]:
+        if not v:
+            raise ValueError("at least one measure must decide the verdict")
+        for name, margin in v.items():
+            if not (math.isfinite(margin) and 0.0 <= margin <= 1e6):
+                raise ValueError(f"margin of {name} must be a finite number >= 0, got {margin}")
+        return v
+
+
 class ShadowConfig(_Strict):
     """Shadow explanations of live Predict traffic, at background priority."""
 
@@ -90,6 +192,7 @@ class ShadowConfig(_Strict):
     max_per_second: float = Field(1.0, gt=0.0, description="Budget: shadow explanations per second.")
     queue_size: int = Field(32, ge=1, description="Sampled rows waiting; more are dropped (and counted).")
     noise_probe: NoiseProbeConfig = NoiseProbeConfig()
+    shift_probe: ShiftProbeConfig = ShiftProbeConfig()
 
 
 class PairConfig(_Strict):
@@ -100,6 +203,13 @@ class PairConfig(_Strict):
     pruned: Path = Field(description="Pruned ONNX file.")
     dense_sha256: str | None = Field(None, description="Expected sha256 of the dense file.")
     pruned_sha256: str | None = Field(None, description="Expected sha256 of the pruned file.")
+    control: Path | None = Field(
+        None, description="Control ONNX file: the dense model retrained like the pruned one, but not pruned."
+    )
+    control_sha256: str | None = Field(None, description="Expected sha256 of the control file.")
+    calibration_file: Path | None = Field(
+        None, description="JSON written by `sisguard calibrate`: the control floor, used when there is no control."
+    )
     input_name: str | None = Field(None, description="Input to feed; auto-detected when the model has one.")
     output_name: str | None = Field(None, description="Output to read; auto-detected when the model has one.")
     output_kind: OutputKind = Field("logits", description="logits (softmax applied), probabilities or scores.")
@@ -115,6 +225,7 @@ class PairConfig(_Strict):
     explain: ExplainConfig = ExplainConfig()
     shadow: ShadowConfig = ShadowConfig()
     image: ImageConfig = ImageConfig()
+    verdict: VerdictConfig = VerdictConfig()
 
     @field_validator("name")
     @classmethod
@@ -123,7 +234,19 @@ class PairConfig(_Strict):
             raise ValueError("pair names use letters, digits, '_', '.', '-' (at most 63 characters)")
         return v
 
-    @field_validator("dense_sha256", "pruned_sha256")
+    @model_validator(mode="after")
+    def _known_measures(self) -> PairConfig:
+        from sisguard.server.signal.measures import measure_names, resolve_margins
+
+        try:
+            resolve_margins(self.verdict.margins, measure_names([s.name for s in self.shadow.shift_probe.shifts]))
+        except KeyError as exc:
+            raise ValueError(str(exc.args[0])) from None
+        if self.control_sha256 is not None and self.control is None:
+            raise ValueError("control_sha256 is set but no control file is configured")
+        return self
+
+    @field_validator("dense_sha256", "pruned_sha256", "control_sha256")
     @classmethod
     def _valid_sha(cls, v: str | None) -> str | None:
         if v is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", v):
@@ -139,7 +262,15 @@ class PairConfig(_Strict):
         explain = self.explain.model_copy(
             update={"group_map_file": fix(self.explain.group_map_file), "mean_file": fix(self.explain.mean_file)}
         )
-        return self.model_copy(update={"dense": fix(self.dense), "pruned": fix(self.pruned), "explain": explain})
+        return self.model_copy(
+            update={
+                "dense": fix(self.dense),
+                "pruned": fix(self.pruned),
+                "control": fix(self.control),
+                "calibration_file": fix(self.calibration_file),
+                "explain": explain,
+            }
+        )
 
 
 class RuntimeConfig(_Strict):
@@ -174,13 +305,64 @@ class TLSConfig(_Strict):
 class LimitsConfig(_Strict):
     """Limits enforced before any work starts."""
 
-    max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest gRPC message accepted.")
+    max_message_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        le=2**31 - 1,
+        description="Largest request of the tensor RPCs (Predict, Explain, ModelInfer); gRPC takes a 32-bit size.",
+    )
     max_elements: int = Field(16 * 1024 * 1024, ge=1, description="Input elements per request.")
     max_batch_rows: int = Field(4096, ge=1, description="Rows per Predict/ModelInfer request.")
     max_features: int = Field(4096, ge=1, description="Features per explanation.")
     max_evaluations: int = Field(2_000_000, ge=1, description="Cap on an explanation's budget per variant.")
     max_concurrent_explanations: int = Field(16, ge=1, description="Explanations running at once.")
     max_sis: int = Field(64, ge=1, description="Cap on max_sis.")
+    stream_write_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="A streamed response the client does not read for this long ends the call.",
+    )
+    max_health_watchers: int = Field(1024, ge=1, description="Open health Watch calls (they need no token).")
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+TOKENS_ENV = "SISGUARD_TOKENS"
+
+
+def split_tokens(text: str, source: str) -> list[str]:
+    """Comma-separated tokens; a source that holds none (empty, or only commas and spaces) is refused."""
+    tokens = [t.strip() for t in text.split(",")]
+    if not any(tokens):
+        raise ConfigError(
+            f"{source} is set but holds no token (empty or only commas and spaces); "
+            "unset it to run without tokens, or give comma-separated tokens"
+        )
+    if not all(tokens):
+        raise ConfigError(f"{source} holds an empty entry between commas; remove the extra comma")
+    return tokens
+
+
+class _MergedTokens(PydanticBaseSettingsSource):
+    """``tokens`` from the YAML (init values) plus ``SISGUARD_TOKENS``, merged rather than replaced."""
+
+    def __init__(self, settings_cls: type[BaseSettings], init: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._init = init
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        env = [v for k, v in os.environ.items() if k.upper() == TOKENS_ENV]
+        if not env:
+            return {}
+        from_env = split_tokens(env[0], TOKENS_ENV)
+        init = getattr(self._init, "init_kwargs", {}).get("tokens") or []
+        if isinstance(init, str):
+            init = split_tokens(init, "tokens")
+        return {"tokens": [*init, *from_env]}
 
 
 class Settings(BaseSettings):
@@ -193,8 +375,10 @@ class Settings(BaseSettings):
     metrics_host: str = Field("127.0.0.1", description="Metrics bind address (loopback unless opened up).")
     metrics_port: int | None = Field(9464, ge=0, le=65535, description="Prometheus metrics port; null disables.")
     reflection: bool = Field(True, description="Serve gRPC server reflection.")
-    grace_seconds: float = Field(10.0, ge=0, description="In-flight calls get this long at shutdown.")
-    log_level: str = Field("INFO", description="Python logging level.")
+    grace_seconds: float = Field(
+        10.0, ge=0, le=3600, allow_inf_nan=False, description="In-flight calls get this long at shutdown."
+    )
+    log_level: str = Field("INFO", description="Python logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
     runtime: RuntimeConfig = RuntimeConfig()
     limits: LimitsConfig = LimitsConfig()
     tls: TLSConfig = TLSConfig()
@@ -208,11 +392,21 @@ class Settings(BaseSettings):
     )
     pairs: list[PairConfig] = Field(default_factory=list, description="Served model pairs.")
 
+    @field_validator("log_level")
+    @classmethod
+    def _valid_level(cls, v: str) -> str:
+        if v.upper() not in LOG_LEVELS:
+            raise ValueError(f"log_level {v[:40]!r} is not one of {', '.join(LOG_LEVELS)}")
+        return v.upper()
+
     @field_validator("tokens", mode="before")
     @classmethod
     def _split_tokens(cls, v: object) -> object:
+        # A blank entry is refused, never dropped: an empty source must not switch auth off.
         if isinstance(v, str):
-            return [t.strip() for t in v.split(",") if t.strip()]
+            v = split_tokens(v, "tokens")
+        if isinstance(v, list) and any(isinstance(t, str) and not t.strip() for t in v):
+            raise ValueError("tokens holds an empty or blank entry; remove it or give a real token")
         return v
 
     @model_validator(mode="after")
@@ -232,8 +426,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment variables win over the YAML file, which is passed as init values.
-        return env_settings, init_settings
+        # Environment variables win over the YAML file, which is passed as init values; bearer
+        # tokens are the exception: SISGUARD_TOKENS adds to the YAML's tokens (docs/security.md).
+        return _MergedTokens(settings_cls, init_settings), env_settings, init_settings
 
 
 class ConfigError(Exception):
@@ -259,6 +454,11 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     raw.update({k: v for k, v in overrides.items() if v is not None})
     try:
         settings = Settings(**raw)
+    except SettingsError as exc:  # e.g. a nested SISGUARD_* variable that is not JSON
+        raise ConfigError(
+            f"{str(exc).splitlines()[0]}; nested SISGUARD_* values are JSON, "
+            "e.g. SISGUARD_RUNTIME__PROVIDERS='[\"cpu\"]'"
+        ) from exc
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"config {path} is invalid: {problems}") from exc

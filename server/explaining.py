@@ -30,11 +30,14 @@ from sisguard.server.explain import (
     num_features,
     patch_groups,
     pixel_groups,
+    score_along_path,
     tensor_baseline,
     zero_baseline,
 )
 from sisguard.server.outputs import to_probabilities
 from sisguard.server.pairs import Pair
+from sisguard.server.signal.measures import explanation_measures
+from sisguard.server.signal.shifts import blur, shift_applies
 
 if TYPE_CHECKING:
     from sisguard.server.service import Service
@@ -52,7 +55,7 @@ class ExplainOptions:
     features: Literal["element", "pixel", "patch", "explicit"] | None = None
     patch: tuple[int, int] | None = None
     group_map: np.ndarray | None = field(default=None, compare=False, repr=False)
-    baseline: Literal["zeros", "mean", "constant", "custom"] | None = None
+    baseline: Literal["zeros", "mean", "constant", "custom", "blur"] | None = None
     baseline_constant: float = 0.0
     baseline_tensor: np.ndarray | None = field(default=None, compare=False, repr=False)
     max_sis: int | None = None
@@ -71,6 +74,8 @@ class ExplainOutcome:
     top1: dict[str, int]
     full_scores: dict[str, float]
     cached: bool = False
+    #: ``signal=True`` only: explanation measure → {"pruned": v, "control": v} (see sisguard.server.signal)
+    signal_values: dict[str, dict[str, float]] | None = None
 
 
 class _Cache:
@@ -151,6 +156,11 @@ class Explainer:
             ph, pw = opts.patch or cfg.patch
             if ph < 1 or pw < 1:
                 raise InvalidArgument(f"patch size must be at least 1x1, got {ph}x{pw}")
+            if len(shape) >= 2 and (ph > shape[-2] or pw > shape[-1]):
+                raise InvalidArgument(
+                    f"patch {ph}x{pw} is larger than the input's {shape[-2]}x{shape[-1]} pixels: expected at most "
+                    f"{shape[-2]}x{shape[-1]} (a larger patch would make the whole input one feature)"
+                )
             return patch_groups(shape, ph, pw, max_features=cap)
         group_map = opts.group_map
         if group_map is None:
@@ -159,14 +169,30 @@ class Explainer:
             group_map = np.load(cfg.group_map_file)
         return explicit_groups(group_map, shape, max_features=cap)
 
-    def baseline(self, pair: Pair, opts: ExplainOptions) -> np.ndarray:
+    def baseline(self, pair: Pair, opts: ExplainOptions, x: np.ndarray | None = None) -> np.ndarray:
         cfg = pair.config.explain
         kind = opts.baseline or cfg.baseline
         shape, dtype = pair.input_shape, pair.input_dtype
+        if kind == "blur":
+            if not shift_applies("blur", shape) or not np.issubdtype(dtype, np.floating):
+                raise InvalidArgument(
+                    f"baseline=blur needs floating-point inputs with two spatial axes; pair {pair.name} takes "
+                    f"{dtype} {list(shape)}"
+                )
+            if x is None:
+                return zero_baseline(shape, dtype)
+            return blur(x, cfg.baseline_blur_sigma).astype(dtype)
         if kind == "zeros":
             return zero_baseline(shape, dtype)
         if kind == "constant":
             value = opts.baseline_constant if opts.baseline == "constant" else cfg.baseline_constant
+            if np.issubdtype(dtype, np.integer) and (
+                value != int(value) or not np.iinfo(dtype).min <= value <= np.iinfo(dtype).max
+            ):
+                raise InvalidArgument(
+                    f"baseline constant {value:g} does not fit pair {pair.name}'s {np.dtype(dtype).name} inputs: "
+                    "expected a whole number in the dtype's range"
+                )
             return constant_baseline(shape, value, dtype)
         if kind == "custom":
             if opts.baseline_tensor is None:
@@ -177,6 +203,25 @@ class Explainer:
         if pair.name not in self._means:
             self._means[pair.name] = tensor_baseline(np.load(cfg.mean_file), shape, dtype)
         return self._means[pair.name]
+
+    def check_early(self, pair: Pair, opts: ExplainOptions) -> None:
+        """What can be refused before any model runs: max_sis, target, and a threshold that no
+        probability can meet (or every one meets) on a pair whose scores are probabilities."""
+        max_sis = opts.max_sis or pair.config.explain.max_sis
+        if not 1 <= max_sis <= self.limits.max_sis:
+            raise InvalidArgument(f"max_sis must be between 1 and {self.limits.max_sis}, got {max_sis}")
+        if opts.target is not None and not 0 <= opts.target < pair.num_outputs:
+            raise InvalidArgument(
+                f"target {opts.target} is out of range: pair {pair.name} has {pair.num_outputs} outputs"
+            )
+        if opts.threshold is not None and pair.config.output_kind in ("logits", "probabilities"):
+            low_ok = opts.threshold > 0 if opts.threshold_relative else opts.threshold >= 0
+            if not (low_ok and opts.threshold <= 1):
+                what = "relative threshold r (tau = r * f(x))" if opts.threshold_relative else "threshold tau"
+                interval = "(0, 1]" if opts.threshold_relative else "[0, 1]"
+                raise InvalidArgument(
+                    f"{what} {opts.threshold:g} is outside {interval}: pair {pair.name} scores are probabilities"
+                )
 
     def params(self, pair: Pair, opts: ExplainOptions, threshold: float) -> SISParams:
         cfg = pair.config.explain
@@ -218,15 +263,19 @@ class Explainer:
         *,
         priority: int = FOREGROUND,
         progress: Callable[[str, ProgressEvent], None] | None = None,
+        signal: bool = False,
     ) -> ExplainOutcome:
+        """Explain one input. ``signal=True`` (shadow explanations) also explains the pair's control
+        and scores both other models along the dense BackSelect path, for the verdict's measures."""
         pair = self.service.pair(pair_name)
         x = self.one_input(pair, x)
         if opts.variants not in ("dense", "pruned", "both"):
             raise InvalidArgument(f"variants must be dense, pruned or both, got {opts.variants}")
-        groups = self.groups(pair, opts)
-        baseline = self.baseline(pair, opts)
         if opts.threshold is not None and not np.isfinite(opts.threshold):
             raise InvalidArgument(f"threshold must be a finite number, got {opts.threshold}")
+        self.check_early(pair, opts)
+        groups = self.groups(pair, opts)
+        baseline = self.baseline(pair, opts, x)
         # The cache and the concurrency limit are for client requests; background work (shadow
         # explanations) has its own rate budget and must not take client slots or fill the cache.
         foreground = priority == FOREGROUND
@@ -245,7 +294,7 @@ class Explainer:
             if remaining is not None and remaining <= 0:
                 raise DeadlineExceeded("deadline passed before the explanation started")
             async with asyncio.timeout(remaining):
-                outcome = await self._run(pair, x, opts, groups, baseline, deadline, priority, progress)
+                outcome = await self._run(pair, x, opts, groups, baseline, deadline, priority, progress, signal)
         except TimeoutError:
             raise DeadlineExceeded("deadline passed during the explanation; it was stopped") from None
         finally:
@@ -264,8 +313,10 @@ class Explainer:
         deadline: float | None,
         priority: int,
         progress: Callable[[str, ProgressEvent], None] | None,
+        signal: bool = False,
     ) -> ExplainOutcome:
-        variants = ("dense", "pruned")
+        with_control = signal and pair.has_control and opts.variants == "both"
+        variants = ("dense", "pruned", "control") if with_control else ("dense", "pruned")
         raws = await asyncio.gather(
             *(pair.batchers[v].submit(x[None], deadline=deadline, priority=priority) for v in variants)
         )
@@ -298,12 +349,60 @@ class Explainer:
             thresholds=DivergenceThresholds(div.min_iou, div.min_rank_correlation, div.require_cross_sufficiency),
             progress=progress,
             target=target,
+            control_score=self._score_fn(pair, "control", target, deadline, priority) if with_control else None,
+            control_top1=top1.get("control"),
         )
+        values = None
+        if signal and opts.variants == "both":
+            values = await self._signal_values(pair, x, baseline, groups, explanation, target, deadline, priority)
         return ExplainOutcome(
             pair=pair.name,
             explanation=explanation,
             groups=groups,
             num_features=num_features(groups),
-            top1=top1,
-            full_scores={v: float(p[target]) for v, p in probs.items()},
+            top1={v: top1[v] for v in ("dense", "pruned")},
+            full_scores={v: float(probs[v][target]) for v in ("dense", "pruned")},
+            signal_values=values,
         )
+
+    async def _signal_values(
+        self,
+        pair: Pair,
+        x: np.ndarray,
+        baseline: np.ndarray,
+        groups: np.ndarray,
+        e: PairExplanation,
+        target: int,
+        deadline: float | None,
+        priority: int,
+    ) -> dict[str, dict[str, float]]:
+        """The explanation measures of the pruned model and the control against the dense model."""
+        dense = e.dense
+        if dense is None:
+            return {}
+        sides = (("pruned", e.pruned, e.agreement), ("control", e.control, e.control_agreement))
+        others = [(v, r, a) for v, r, a in sides if r is not None and a is not None]
+        order = dense.backselect[0].order if dense.backselect else ()
+
+        async def path(variant: str) -> np.ndarray | None:
+            if not order:
+                return None
+            fn = self._score_fn(pair, variant, target, deadline, priority)
+            return await score_along_path(fn, x, baseline, groups, order, pair.config.max_batch_size)
+
+        paths = await asyncio.gather(*(path(v) for v, _, _ in others))
+        values: dict[str, dict[str, float]] = {}
+        for (variant, result, agreement), on_path in zip(others, paths, strict=True):
+            m = explanation_measures(
+                dense,
+                result,
+                threshold=e.threshold,
+                other_on_dense_sis=None if np.isnan(agreement.dense_sis_score_on_pruned)
+                else agreement.dense_sis_score_on_pruned,
+                dense_on_other_sis=None if np.isnan(agreement.pruned_sis_score_on_dense)
+                else agreement.pruned_sis_score_on_dense,
+                other_on_dense_path=on_path,
+            )
+            for name, value in m.items():
+                values.setdefault(name, {})[variant] = value
+        return values

@@ -23,7 +23,8 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
 from sisguard.server.explain.agreement import DivergenceReason
-from sisguard.server.pairs import VARIANTS
+from sisguard.server.pairs import ALL_VARIANTS, VARIANTS
+from sisguard.server.signal.verdict import VERDICTS
 
 PREFIX = "sisguard"
 SOURCES = ("request", "shadow")
@@ -41,6 +42,7 @@ SIGNED_UNIT_BUCKETS = tuple(round(-1.0 + 0.2 * i, 1) for i in range(11))  # [-1,
 
 RPCS = (
     "ListModels",
+    "PairHealth",
     "Predict",
     "Explain",
     "ExplainStream",
@@ -61,7 +63,7 @@ def level_label(level: float) -> str:
 def split_model(model: str) -> tuple[str, str]:
     """``"<pair>.<variant>"`` (a batcher's name) → ``(pair, variant)``."""
     pair, _, variant = model.rpartition(".")
-    return (pair, variant) if variant in VARIANTS else (model, "unknown")
+    return (pair, variant) if variant in ALL_VARIANTS else (model, "unknown")
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,58 @@ class Metrics:
         )
         self.probe_queue = gauge("noise_probe_queue_rows", "Sampled rows waiting for a noise probe.", ("pair",))
 
+        # -- shift probes (dense, pruned and control on shifted copies) ------------------------
+        self.shift_sampled = counter("shift_probe_sampled_rows", "Predict rows sampled for shift probes.", ("pair",))
+        self.shift_dropped = counter(
+            "shift_probe_dropped_rows", "Sampled rows not shift-probed, by reason.", ("pair", "reason")
+        )
+        self.shift_queue = gauge("shift_probe_queue_rows", "Sampled rows waiting for a shift probe.", ("pair",))
+        self.shift_copies = counter("shift_probe_copies", "Shifted copies run on every model.", ("pair", "shift"))
+        self.shift_unstable = counter(
+            "shift_probe_unstable_copies",
+            "Shifted copies whose top-1 differs from the same model's top-1 on the clean input.",
+            ("pair", "shift", "variant"),
+        )
+        self.shift_disagree = counter(
+            "shift_probe_disagree_copies",
+            "Shifted copies where `variant` (pruned or control) chose another class than the dense model.",
+            ("pair", "shift", "variant"),
+        )
+
+        # -- the verdict (sisguard.server.signal; docs/signal.md) ------------------------------
+        self.verdict = gauge(
+            "pair_verdict", "1 for the pair's current verdict (healthy, damaged, insufficient_data), 0 for the others.",
+            ("pair", "verdict"),
+        )
+        self.excess = gauge(
+            "rationale_excess",
+            "Excess of dense-vs-pruned over dense-vs-control per measure: estimate and interval bounds.",
+            ("pair", "measure", "bound"),
+        )
+        self.excess_margin = gauge(
+            "rationale_excess_margin", "Margin a deciding measure's lower bound must exceed for 'damaged'.",
+            ("pair", "measure"),
+        )
+        self.verdict_samples = gauge(
+            "verdict_samples", "Samples in the window of the deciding measure with the fewest.", ("pair",)
+        )
+        self.verdict_samples_needed = gauge(
+            "verdict_samples_needed", "More samples the verdict needs before it can decide (0 once decided).",
+            ("pair",),
+        )
+        self.measure_samples = gauge(
+            "verdict_measure_samples", "Samples in the window per measure.", ("pair", "measure")
+        )
+        self.has_control = gauge(
+            "pair_control", "1 when a live control model runs beside the pair, 0 for an offline calibration or none.",
+            ("pair",),
+        )
+        self.degenerate = counter(
+            "agreement_degenerate_explanations",
+            "Explanations of `variant` that found no SIS (not_confident, baseline_sufficient); excluded from IoU.",
+            ("pair", "source", "variant", "status"),
+        )
+
     # -- registration (app start-up) ----------------------------------------------------------
 
     def set_pair_info(
@@ -370,8 +424,13 @@ class Metrics:
             self.agreement_top1.labels(pair, source).inc()
         if math.isfinite(a.confidence_gap):
             self.agreement_gap.labels(pair, source).observe(a.confidence_gap)
-        self.agreement_iou_first.labels(pair, source).observe(a.iou_first)
-        self.agreement_iou_union.labels(pair, source).observe(a.iou_union)
+        for variant in VARIANTS:
+            r = getattr(explanation, variant, None)
+            if r is not None and r.status in ("not_confident", "baseline_sufficient"):
+                self.degenerate.labels(pair, source, variant, r.status).inc()
+        if _both_found(explanation):  # degenerate explanations are no evidence of agreement
+            self.agreement_iou_first.labels(pair, source).observe(a.iou_first)
+            self.agreement_iou_union.labels(pair, source).observe(a.iou_union)
         for variant, sufficient in (
             ("dense", a.dense_sis_sufficient_for_pruned),
             ("pruned", a.pruned_sis_sufficient_for_dense),
@@ -417,6 +476,42 @@ class Metrics:
         self.probe_copies.labels(pair, label).inc(copies)
         self.probe_agree.labels(pair, label).inc(agreeing)
 
+    # -- shift probes -------------------------------------------------------------------------
+
+    def shift_probe_sampled_rows(self, pair: str, rows: int) -> None:
+        self.shift_sampled.labels(pair).inc(rows)
+
+    def shift_probe_dropped_rows(self, pair: str, reason: str, rows: int = 1) -> None:
+        self.shift_dropped.labels(pair, reason).inc(rows)
+
+    def shift_probe_queue_changed(self, pair: str, rows: int) -> None:
+        self.shift_queue.labels(pair).set(rows)
+
+    def shift_probe_result(
+        self, pair: str, shift: str, copies: int, unstable: dict[str, int], disagreeing: dict[str, int]
+    ) -> None:
+        self.shift_copies.labels(pair, shift).inc(copies)
+        for variant, n in unstable.items():
+            self.shift_unstable.labels(pair, shift, variant).inc(n)
+        for variant, n in disagreeing.items():
+            self.shift_disagree.labels(pair, shift, variant).inc(n)
+
+    # -- verdict ------------------------------------------------------------------------------
+
+    def verdict_updated(self, report: Any) -> None:
+        """Export a ``VerdictReport``: the 0/1 verdict gauges, excess bounds and sample counts."""
+        pair = report.pair
+        for v in VERDICTS:
+            self.verdict.labels(pair, v).set(1.0 if report.verdict == v else 0.0)
+        self.verdict_samples.labels(pair).set(report.samples)
+        self.verdict_samples_needed.labels(pair).set(report.samples_needed)
+        for e in report.measures:
+            for bound, value in (("estimate", e.estimate), ("lower", e.lower), ("upper", e.upper)):
+                self.excess.labels(pair, e.name, bound).set(value)
+            self.measure_samples.labels(pair, e.name).set(e.samples)
+            if e.deciding:
+                self.excess_margin.labels(pair, e.name).set(e.margin)
+
     def register_pairs(self, pairs: Iterable[Any]) -> None:
         """Record the loaded pairs (``sisguard.server.pairs.Pair``): static facts and zero series."""
         self.set_rpcs()
@@ -430,11 +525,34 @@ class Metrics:
             )
             for variant, model in p.models.items():
                 self.set_model_info(p.name, variant, provider=model.provider, queue_capacity=cfg.queue_capacity)
+            self.has_control.labels(p.name).set(1.0 if "control" in p.models else 0.0)
+            self.shift_sampled.labels(p.name)
+            self.shift_queue.labels(p.name)
+            for reason in PROBE_DROP_REASONS:
+                self.shift_dropped.labels(p.name, reason)
+            for spec in cfg.shadow.shift_probe.shifts if cfg.shadow.shift_probe.sample_rate > 0 else ():
+                self.shift_copies.labels(p.name, spec.name)
+                for variant in p.models:
+                    self.shift_unstable.labels(p.name, spec.name, variant)
+                    if variant != "dense":
+                        self.shift_disagree.labels(p.name, spec.name, variant)
+            for v in VERDICTS:  # insufficient_data until the first report
+                self.verdict.labels(p.name, v).set(1.0 if v == "insufficient_data" else 0.0)
+            self.verdict_samples.labels(p.name)
+            self.verdict_samples_needed.labels(p.name)
 
     def set_all_ready(self, pairs: Iterable[Any], ready: bool) -> None:
         for p in pairs:
             for variant in p.models:
                 self.set_ready(p.name, variant, ready)
+
+
+def _both_found(explanation: Any) -> bool:
+    d, p = getattr(explanation, "dense", None), getattr(explanation, "pruned", None)
+    return d is not None and p is not None and d.status not in _DEGENERATE and p.status not in _DEGENERATE
+
+
+_DEGENERATE = ("not_confident", "baseline_sufficient")
 
 
 class MetricsServer:

@@ -1,4 +1,5 @@
-"""A served pair: the dense and the pruned model, checked against each other, with their batchers."""
+"""A served pair: the dense and the pruned model (and, when configured, the control: the dense model
+retrained like the pruned one but not pruned), checked against each other, with their batchers."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from sisguard.server.runtime.providers import ProviderChoice
 log = logging.getLogger(__name__)
 
 VARIANTS = ("dense", "pruned")
+#: every model a pair may serve; ``control`` only when the pair configures one
+ALL_VARIANTS = ("dense", "pruned", "control")
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,8 @@ class Pair:
         self.config = config
         self.name = config.name
         self.models: dict[str, ModelRuntime] = {}
-        for variant in VARIANTS:
+        self.variants: tuple[str, ...] = (*VARIANTS, *(("control",) if config.control is not None else ()))
+        for variant in self.variants:
             self.models[variant] = ModelRuntime(
                 getattr(config, variant),
                 choice=choice,
@@ -65,15 +69,21 @@ class Pair:
             for v, m in self.models.items()
         }
 
+    @property
+    def has_control(self) -> bool:
+        return "control" in self.models
+
     def _check_signatures(self) -> None:
-        dense, pruned = self.models["dense"].signature, self.models["pruned"].signature
-        for what in ("input_shape", "input_dtype", "output_shape"):
-            a, b = getattr(dense, what), getattr(pruned, what)
-            if a != b:
-                raise ModelLoadError(
-                    f"{self.config.pruned}: {what.replace('_', ' ')} {b} differs from the dense model's {a} "
-                    f"({self.config.dense})"
-                )
+        dense = self.models["dense"].signature
+        for variant in self.variants[1:]:
+            other = self.models[variant].signature
+            for what in ("input_shape", "input_dtype", "output_shape"):
+                a, b = getattr(dense, what), getattr(other, what)
+                if a != b:
+                    raise ModelLoadError(
+                        f"{getattr(self.config, variant)}: {what.replace('_', ' ')} {b} differs from the dense "
+                        f"model's {a} ({self.config.dense})"
+                    )
         labels = self.config.class_labels
         if labels and len(labels) != self.num_outputs:
             raise ModelLoadError(
@@ -100,7 +110,7 @@ class Pair:
         return self.models["dense"].num_outputs
 
     def infer_name(self, variant: str) -> str:
-        """The model's name in the Open Inference Protocol: ``<pair>.dense`` / ``<pair>.pruned``."""
+        """The model's name in the Open Inference Protocol: ``<pair>.dense`` / ``.pruned`` / ``.control``."""
         return f"{self.name}.{variant}"
 
     def facts(self, variant: str) -> ModelFacts:

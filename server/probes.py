@@ -24,7 +24,10 @@ import numpy as np
 
 from sisguard.server.batching.batcher import BACKGROUND
 from sisguard.server.errors import Unavailable
+from sisguard.server.outputs import to_probabilities
 from sisguard.server.shadow import SamplerGroup, SamplingConfig
+from sisguard.server.signal.measures import probe_measures
+from sisguard.server.signal.shifts import shift_applies, shifted_copies
 
 if TYPE_CHECKING:
     from sisguard.server.pairs import Pair
@@ -83,5 +86,65 @@ class NoiseProbes(SamplerGroup):
             )
             for eps, agreeing in zip(levels, agreement_per_level(dense, pruned, len(levels), copies), strict=True):
                 self._report("result", pair.name, eps, copies, agreeing)
+
+        return probe
+
+
+class ShiftProbes(SamplerGroup):
+    """Runs shifted copies of sampled Predict rows through dense, pruned and control (docs/signal.md).
+
+    Per sampled row and configured shift: the clean row and ``copies`` shifted copies go through
+    every model of the pair at BACKGROUND priority; the probe measures (output distance and top-1
+    disagreement with the dense model, and each model's instability against its own clean
+    decision) feed the pair's verdict, and counts per shift go to the metrics.
+    """
+
+    kind = "shift_probe"
+
+    def settings(self, pair: Pair) -> SamplingConfig:
+        return pair.config.shadow.shift_probe
+
+    def eligible(self, pair: Pair) -> bool:
+        if np.issubdtype(pair.input_dtype, np.floating):
+            return True
+        log.warning("pair %s: shift probes need floating-point inputs (%s); not probing", pair.name, pair.input_dtype)
+        return False
+
+    def handler(self, pair: Pair) -> Callable[[np.ndarray], Awaitable[None]]:
+        cfg = pair.config.shadow.shift_probe
+        shifts = [s for s in cfg.shifts if shift_applies(s.kind, pair.input_shape)]
+        skipped = [s.name for s in cfg.shifts if s not in shifts]
+        if skipped:
+            log.warning("pair %s: shifts %s need two spatial axes; not probing them", pair.name, ", ".join(skipped))
+        variants = pair.variants
+        others = [v for v in variants if v != "dense"]
+        kind = pair.config.output_kind
+
+        async def probe(row: np.ndarray) -> None:
+            if not self.service.ready:
+                raise Unavailable("server is not ready")
+            blocks = [row[None]]
+            for s in shifts:
+                blocks.append(shifted_copies(row, s.kind, s.level, s.copies, cfg.value_range, self._rng))
+            batch = np.concatenate(blocks, axis=0)
+            deadline = time.monotonic() + self.timeout
+            raws = await asyncio.gather(
+                *(pair.batchers[v].submit(batch, deadline=deadline, priority=BACKGROUND) for v in variants)
+            )
+            probs = {v: to_probabilities(r, kind) for v, r in zip(variants, raws, strict=True)}
+            clean = {v: p[:1] for v, p in probs.items()}
+            shifted: dict[str, dict[str, np.ndarray]] = {}
+            start = 1
+            for s in shifts:
+                shifted[s.name] = {v: p[start : start + s.copies] for v, p in probs.items()}
+                start += s.copies
+            values = probe_measures(clean, shifted, others)
+            signal = self.service.signals.get(pair.name)
+            if signal is not None:
+                signal.add_values(values)
+            for s in shifts:
+                unstable = {v: round(values[f"instability/{s.name}"][v] * s.copies) for v in variants}
+                disagreeing = {v: round(values[f"disagreement/{s.name}"][v] * s.copies) for v in others}
+                self._report("result", pair.name, s.name, s.copies, unstable, disagreeing)
 
         return probe

@@ -17,14 +17,16 @@ from typing import Protocol
 import numpy as np
 
 from sisguard.server.batching.batcher import FOREGROUND, BatchObserver
-from sisguard.server.config import Settings
+from sisguard.server.config import PairConfig, Settings
 from sisguard.server.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from sisguard.server.explain import ProgressEvent
 from sisguard.server.explaining import Explainer, ExplainOptions, ExplainOutcome
 from sisguard.server.outputs import VariantOutput, summarize, to_probabilities
-from sisguard.server.pairs import VARIANTS, Pair
+from sisguard.server.pairs import ALL_VARIANTS, VARIANTS, Pair
 from sisguard.server.runtime.model import ModelLoadError
 from sisguard.server.runtime.providers import choose_providers
+from sisguard.server.signal.measures import measure_names, resolve_margins
+from sisguard.server.signal.verdict import PairSignal, VerdictReport, load_calibration
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ class Service:
         self.limits = settings.limits
         self.observer = observer
         self.pairs: dict[str, Pair] = {}
+        #: per pair: windows of the divergence measures and the verdict over them (docs/signal.md)
+        self.signals: dict[str, PairSignal] = {}
         self.ready = False
         self.explainer = Explainer(self)
         # Called with (pair, rows) after every successful Predict: shadow explanations and noise
@@ -73,18 +77,21 @@ class Service:
             pair = Pair(pc, self.settings.runtime, choice, self.observer)
             pair.warm_up()
             self.pairs[pc.name] = pair
+            self.signals[pc.name] = build_signal(pc)
         reasons = {m.cuda_reason for p in self.pairs.values() for m in p.models.values() if m.cuda_reason}
         if reasons:
             log.warning("no usable GPU: %s; running on CPU", "; ".join(sorted(reasons)))
         for p in self.pairs.values():
             log.info(
-                "pair %s ready: dense %s on %s, pruned %s on %s, prune ratio %.3f",
+                "pair %s ready: dense %s on %s, pruned %s on %s, prune ratio %.3f, %s",
                 p.name,
                 p.config.dense.name,
                 p.models["dense"].provider,
                 p.config.pruned.name,
                 p.models["pruned"].provider,
                 p.prune_ratio,
+                f"control {p.config.control.name}" if p.config.control is not None
+                else ("offline calibration" if p.config.calibration_file is not None else "no control"),
             )
 
     def start(self) -> None:
@@ -168,22 +175,60 @@ class Service:
         priority: int = FOREGROUND,
         progress: Callable[[str, ProgressEvent], None] | None = None,
         source: str = "request",
+        signal: bool = False,
     ) -> ExplainOutcome:
-        """Sufficient input subsets of one input for the dense and/or pruned model, and their agreement."""
+        """Sufficient input subsets of one input for the dense and/or pruned model, and their agreement.
+
+        ``signal=True`` (shadow explanations) adds the control and the verdict's measures."""
         self._require_ready()
         started = time.monotonic()
-        outcome = await self.explainer.explain(pair_name, x, opts, deadline, priority=priority, progress=progress)
+        outcome = await self.explainer.explain(
+            pair_name, x, opts, deadline, priority=priority, progress=progress, signal=signal
+        )
+        if outcome.signal_values:
+            self.signals[outcome.pair].add_values(outcome.signal_values)
         if self.observer is not None:
             self.observer.explained(outcome.pair, outcome, time.monotonic() - started, source=source)
         return outcome
 
+    async def pair_health(self, pair_name: str) -> VerdictReport:
+        """The pair's divergence verdict with its evidence (excess and interval per measure)."""
+        pair = self.pair(pair_name)
+        signal = self.signals[pair.name]
+        return await asyncio.to_thread(signal.report, signal.snapshot())  # the bootstrap runs off the loop
+
     def model_by_infer_name(self, name: str) -> tuple[Pair, str]:
-        """Resolve an Open Inference Protocol model name ``<pair>.<dense|pruned>``."""
+        """Resolve an Open Inference Protocol model name ``<pair>.<dense|pruned|control>``."""
         pair_name, _, variant = name.rpartition(".")
-        if variant in VARIANTS and pair_name in self.pairs:
+        if variant in ALL_VARIANTS and pair_name in self.pairs and variant in self.pairs[pair_name].models:
             return self.pairs[pair_name], variant
-        known = [p.infer_name(v) for p in self.pairs.values() for v in VARIANTS]
+        known = [p.infer_name(v) for p in self.pairs.values() for v in p.variants]
         raise NotFound(f"unknown model {name!r}; available: {', '.join(known)}")
+
+
+def build_signal(pc: PairConfig) -> PairSignal:
+    """The verdict state of one configured pair; a bad calibration file raises ModelLoadError naming it."""
+    shifts = [s.name for s in pc.shadow.shift_probe.shifts]
+    known = measure_names(shifts)
+    calibration = None
+    if pc.control is None and pc.calibration_file is not None:
+        try:
+            calibration = load_calibration(str(pc.calibration_file))
+        except ValueError as exc:
+            raise ModelLoadError(str(exc)) from None
+    v = pc.verdict
+    return PairSignal(
+        pc.name,
+        margins=resolve_margins(v.margins, known),
+        known=known,
+        has_control=pc.control is not None,
+        calibration=calibration,
+        window=v.window,
+        max_age_seconds=v.max_age_seconds,
+        min_samples=v.min_samples,
+        confidence=v.confidence,
+        bootstrap=v.bootstrap,
+    )
 
 
 def check_finite(x: np.ndarray) -> None:

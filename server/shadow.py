@@ -236,7 +236,7 @@ class ShadowExplanations(SamplerGroup):
         async def explain(row: np.ndarray) -> None:
             deadline = time.monotonic() + self.timeout
             await self.service.explain(
-                pair.name, row[None], ExplainOptions(), deadline, priority=BACKGROUND, source="shadow"
+                pair.name, row[None], ExplainOptions(), deadline, priority=BACKGROUND, source="shadow", signal=True
             )
 
         return explain

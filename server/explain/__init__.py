@@ -18,6 +18,7 @@ from sisguard.server.explain.agreement import (
     explain_pair,
     jaccard,
     rank_correlation,
+    score_along_path,
 )
 from sisguard.server.explain.baselines import constant_baseline, tensor_baseline, zero_baseline
 from sisguard.server.explain.features import (
@@ -67,6 +68,7 @@ __all__ = [
     "patch_groups",
     "pixel_groups",
     "rank_correlation",
+    "score_along_path",
     "subset_input",
     "tensor_baseline",
     "validate_groups",

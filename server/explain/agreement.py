@@ -34,6 +34,7 @@ __all__ = [
     "explain_pair",
     "jaccard",
     "rank_correlation",
+    "score_along_path",
 ]
 
 DivergenceReason = Literal[
@@ -89,13 +90,19 @@ class AgreementResult:
 
 @dataclass(frozen=True)
 class PairExplanation:
-    """Both explanations of one input; a side is ``None`` when it was not asked for."""
+    """Both explanations of one input; a side is ``None`` when it was not asked for.
+
+    ``control`` and ``control_agreement`` (dense vs control, measured exactly like dense vs pruned)
+    are set only when a control score function was given.
+    """
 
     target: int
     threshold: float
     dense: SISResult | None
     pruned: SISResult | None
     agreement: AgreementResult | None
+    control: SISResult | None = None
+    control_agreement: AgreementResult | None = None
 
 
 def jaccard(a: Iterable[int], b: Iterable[int]) -> float:
@@ -215,6 +222,8 @@ async def explain_pair(
     thresholds: DivergenceThresholds,
     progress: Callable[[str, ProgressEvent], None] | None = None,
     target: int | None = None,
+    control_score: ScoreFn | None = None,
+    control_top1: int | None = None,
 ) -> PairExplanation:
     """Explain ``x`` under the dense and/or pruned score functions concurrently; compare when both ran.
 
@@ -222,47 +231,78 @@ async def explain_pair(
     on the full input; ``target`` (default ``dense_top1``) is only recorded in the result — the
     score functions already score it. Cross-sufficiency costs one extra row per side; those rows
     are not part of either side's ``evaluations``. If one side fails, the other is cancelled and
-    the error propagates.
+    the error propagates. With ``control_score`` (and ``control_top1``) the control is explained
+    at the same time and compared with the dense model the same way.
     """
-    names: list[str] = []
-    runs = []
-    for name, fn in (("dense", dense_score), ("pruned", pruned_score)):
-        if fn is None:
-            continue
-        cb: Callable[[ProgressEvent], None] | None = None
-        if progress is not None:
-            cb = _tagged(progress, name)
-        names.append(name)
-        runs.append(find_sis(x, baseline, groups, fn, params, cb))
+    scorers = {"dense": dense_score, "pruned": pruned_score, "control": control_score}
+    names = [n for n, fn in scorers.items() if fn is not None]
+    runs = [
+        find_sis(x, baseline, groups, scorers[n], params, None if progress is None else _tagged(progress, n))  # type: ignore[arg-type]
+        for n in names
+    ]
     results = dict(zip(names, await gather_or_cancel(runs) if runs else [], strict=True))
-    dense, pruned = results.get("dense"), results.get("pruned")
+    dense = results.get("dense")
 
-    agree: AgreementResult | None = None
-    if dense is not None and pruned is not None and dense_score is not None and pruned_score is not None:
+    async def compare(other: str, other_top1: int) -> AgreementResult | None:
+        result, fn = results.get(other), scorers[other]
+        if dense is None or result is None or dense_score is None or fn is None:
+            return None
         xa, ba, ga = np.asarray(x), np.asarray(baseline).astype(np.asarray(x).dtype), np.asarray(groups)
-        d_on_p, p_on_d = await gather_or_cancel(
-            [
-                _score_subset(pruned_score, xa, ba, ga, _first(dense)),
-                _score_subset(dense_score, xa, ba, ga, _first(pruned)),
-            ]
+        d_on_o, o_on_d = await gather_or_cancel(
+            [_score_subset(fn, xa, ba, ga, _first(dense)), _score_subset(dense_score, xa, ba, ga, _first(result))]
         )
-        agree = compute_agreement(
+        return compute_agreement(
             dense,
-            pruned,
+            result,
             threshold=params.threshold,
             dense_top1=dense_top1,
-            pruned_top1=pruned_top1,
-            dense_sis_score_on_pruned=d_on_p,
-            pruned_sis_score_on_dense=p_on_d,
+            pruned_top1=other_top1,
+            dense_sis_score_on_pruned=d_on_o,
+            pruned_sis_score_on_dense=o_on_d,
             thresholds=thresholds,
         )
+
+    agree, control_agree = await gather_or_cancel(
+        [compare("pruned", pruned_top1), compare("control", dense_top1 if control_top1 is None else control_top1)]
+    )
     return PairExplanation(
         target=dense_top1 if target is None else int(target),
         threshold=float(params.threshold),
         dense=dense,
-        pruned=pruned,
+        pruned=results.get("pruned"),
         agreement=agree,
+        control=results.get("control"),
+        control_agreement=control_agree,
     )
+
+
+async def score_along_path(
+    score: ScoreFn,
+    x: np.ndarray,
+    baseline: np.ndarray,
+    groups: np.ndarray,
+    order: Sequence[int],
+    chunk_size: int = 64,
+) -> np.ndarray:
+    """Scores of the inputs along a BackSelect path: row ``k`` has the first ``k + 1`` features of
+    ``order`` set to the baseline (the inputs behind ``BackSelectTrace.scores``). Built and scored in
+    chunks of ``chunk_size`` rows, so memory stays ``O(chunk_size × input size)`` whatever ``d``.
+    """
+    xa = np.asarray(x)
+    ba = np.asarray(baseline).astype(xa.dtype)
+    ga = np.asarray(groups)
+    gflat = ga.reshape(-1)
+    # rank of each element's feature in the order: an element is masked in row k when rank <= k
+    pos = np.full(int(gflat.max()) + 1 if gflat.size else 0, len(order), dtype=np.int64)
+    pos[np.asarray(order, dtype=np.int64)] = np.arange(len(order))
+    rank = pos[gflat].reshape(xa.shape)
+    out: list[np.ndarray] = []
+    for start in range(0, len(order), chunk_size):
+        ks = np.arange(start, min(start + chunk_size, len(order)))
+        masked = rank[None] <= ks.reshape(-1, *([1] * xa.ndim))
+        batch = np.where(masked, ba[None], xa[None])
+        out.append(np.asarray(await score(batch), dtype=np.float64).reshape(-1))
+    return np.concatenate(out) if out else np.zeros(0)
 
 
 def _tagged(progress: Callable[[str, ProgressEvent], None], name: str) -> Callable[[ProgressEvent], None]:

@@ -25,6 +25,7 @@ _BASELINES = {
     pb.MEAN: "mean",
     pb.CONSTANT: "constant",
     pb.CUSTOM: "custom",
+    pb.BLUR: "blur",
 }
 _VARIANTS = {pb.VARIANT_UNSPECIFIED: "both", pb.BOTH: "both", pb.DENSE: "dense", pb.PRUNED: "pruned"}
 _STATUS = {
@@ -65,7 +66,9 @@ def options(req: pb.ExplainRequest, max_elements: int) -> tuple[np.ndarray, Expl
     if req.mode == pb.BATCHED and req.batch_k < 1:
         raise InvalidArgument("mode BATCHED needs batch_k >= 1")
     features = _lookup(_FEATURES, req.features, "features")
-    patch = (req.patch_height, req.patch_width) if features == "patch" and req.patch_height else None
+    # Both zero: the pair's default patch. One of them zero is a mistake, refused (1x1 at least).
+    ph, pw = req.patch_height, req.patch_width
+    patch = (ph, pw) if features == "patch" and (ph or pw) else None
     group_map = tensors.to_numpy(req.group_map, "group_map", max_elements) if req.HasField("group_map") else None
     baseline = _lookup(_BASELINES, req.baseline, "baseline")
     baseline_tensor = (

@@ -11,7 +11,7 @@ from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
 from sisguard.server.errors import InvalidArgument
 from sisguard.server.explain import ProgressEvent
-from sisguard.server.grpc import explain_codec, tensors
+from sisguard.server.grpc import explain_codec, tensors, verdict_codec
 from sisguard.server.grpc.status import CallObserver, deadline_of, stream, unary
 from sisguard.server.outputs import VariantOutput
 from sisguard.server.pairs import Pair
@@ -20,7 +20,7 @@ from sisguard.server.service import Service
 _VARIANTS = {pb.VARIANT_UNSPECIFIED: "both", pb.BOTH: "both", pb.DENSE: "dense", pb.PRUNED: "pruned"}
 _OUTPUT_KINDS = {"logits": pb.LOGITS, "probabilities": pb.PROBABILITIES, "scores": pb.SCORES}
 _FEATURES = {"element": pb.ELEMENT, "pixel": pb.PIXEL, "patch": pb.PATCH, "explicit": pb.EXPLICIT}
-_BASELINES = {"zeros": pb.ZEROS, "mean": pb.MEAN, "constant": pb.CONSTANT}
+_BASELINES = {"zeros": pb.ZEROS, "mean": pb.MEAN, "constant": pb.CONSTANT, "blur": pb.BLUR}
 
 
 def variant_of(value: int) -> str:
@@ -71,6 +71,9 @@ def pair_info(pair: Pair, num_features: int) -> pb.PairInfo:
             num_features=num_features,
         ),
         image=pb.ImageDefaults(scale=cfg.image.scale, invert=cfg.image.invert),
+        control=model("control") if pair.has_control else None,
+        verdict_reference="control" if pair.has_control
+        else ("calibration" if cfg.calibration_file is not None else "dense-only"),
     )
 
 
@@ -87,6 +90,10 @@ class SISGuardServicer(pb_grpc.SISGuardServicer):
         self.service = service
         self.observer = observer
 
+    @property
+    def write_timeout(self) -> float | None:
+        return self.service.limits.stream_write_timeout_seconds
+
     @unary("ListModels")
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext, rid: str
@@ -95,6 +102,13 @@ class SISGuardServicer(pb_grpc.SISGuardServicer):
         return pb.ListModelsResponse(
             pairs=[pair_info(p, explainer.default_num_features(p)) for p in self.service.pairs.values()]
         )
+
+    @unary("PairHealth")
+    async def PairHealth(
+        self, request: pb.PairHealthRequest, context: grpc.aio.ServicerContext, rid: str
+    ) -> pb.PairHealthResponse:
+        report = await self.service.pair_health(request.pair)
+        return verdict_codec.response(report, rid)
 
     @unary("Predict")
     async def Predict(

@@ -48,6 +48,7 @@ class BaselineKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MEAN: _ClassVar[BaselineKind]
     CONSTANT: _ClassVar[BaselineKind]
     CUSTOM: _ClassVar[BaselineKind]
+    BLUR: _ClassVar[BaselineKind]
 
 class ExplainMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -72,6 +73,13 @@ class DivergenceReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PRUNED_SIS_INSUFFICIENT_FOR_DENSE: _ClassVar[DivergenceReason]
     PRUNED_NOT_CONFIDENT: _ClassVar[DivergenceReason]
     LOW_RANK_CORRELATION: _ClassVar[DivergenceReason]
+
+class Verdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VERDICT_UNSPECIFIED: _ClassVar[Verdict]
+    HEALTHY: _ClassVar[Verdict]
+    DAMAGED: _ClassVar[Verdict]
+    INSUFFICIENT_DATA: _ClassVar[Verdict]
 DATA_TYPE_UNSPECIFIED: DataType
 FLOAT32: DataType
 FLOAT64: DataType
@@ -100,6 +108,7 @@ ZEROS: BaselineKind
 MEAN: BaselineKind
 CONSTANT: BaselineKind
 CUSTOM: BaselineKind
+BLUR: BaselineKind
 EXPLAIN_MODE_UNSPECIFIED: ExplainMode
 EXACT: ExplainMode
 BATCHED: ExplainMode
@@ -115,6 +124,10 @@ DENSE_SIS_INSUFFICIENT_FOR_PRUNED: DivergenceReason
 PRUNED_SIS_INSUFFICIENT_FOR_DENSE: DivergenceReason
 PRUNED_NOT_CONFIDENT: DivergenceReason
 LOW_RANK_CORRELATION: DivergenceReason
+VERDICT_UNSPECIFIED: Verdict
+HEALTHY: Verdict
+DAMAGED: Verdict
+INSUFFICIENT_DATA: Verdict
 
 class Tensor(_message.Message):
     __slots__ = ("dtype", "shape", "data")
@@ -145,7 +158,7 @@ class ModelFile(_message.Message):
     def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., parameter_count: _Optional[int] = ..., nonzero_parameter_count: _Optional[int] = ..., execution_provider: _Optional[str] = ..., infer_name: _Optional[str] = ..., ready: bool = ...) -> None: ...
 
 class PairInfo(_message.Message):
-    __slots__ = ("name", "input_name", "input_shape", "input_dtype", "output_name", "output_kind", "num_outputs", "class_labels", "dense", "pruned", "prune_ratio", "max_batch_size", "explain_defaults", "image")
+    __slots__ = ("name", "input_name", "input_shape", "input_dtype", "output_name", "output_kind", "num_outputs", "class_labels", "dense", "pruned", "prune_ratio", "max_batch_size", "explain_defaults", "image", "control", "verdict_reference")
     NAME_FIELD_NUMBER: _ClassVar[int]
     INPUT_NAME_FIELD_NUMBER: _ClassVar[int]
     INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
@@ -160,6 +173,8 @@ class PairInfo(_message.Message):
     MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_DEFAULTS_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_REFERENCE_FIELD_NUMBER: _ClassVar[int]
     name: str
     input_name: str
     input_shape: _containers.RepeatedScalarFieldContainer[int]
@@ -174,7 +189,9 @@ class PairInfo(_message.Message):
     max_batch_size: int
     explain_defaults: ExplainDefaults
     image: ImageDefaults
-    def __init__(self, name: _Optional[str] = ..., input_name: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., input_dtype: _Optional[_Union[DataType, str]] = ..., output_name: _Optional[str] = ..., output_kind: _Optional[_Union[OutputKind, str]] = ..., num_outputs: _Optional[int] = ..., class_labels: _Optional[_Iterable[str]] = ..., dense: _Optional[_Union[ModelFile, _Mapping]] = ..., pruned: _Optional[_Union[ModelFile, _Mapping]] = ..., prune_ratio: _Optional[float] = ..., max_batch_size: _Optional[int] = ..., explain_defaults: _Optional[_Union[ExplainDefaults, _Mapping]] = ..., image: _Optional[_Union[ImageDefaults, _Mapping]] = ...) -> None: ...
+    control: ModelFile
+    verdict_reference: str
+    def __init__(self, name: _Optional[str] = ..., input_name: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., input_dtype: _Optional[_Union[DataType, str]] = ..., output_name: _Optional[str] = ..., output_kind: _Optional[_Union[OutputKind, str]] = ..., num_outputs: _Optional[int] = ..., class_labels: _Optional[_Iterable[str]] = ..., dense: _Optional[_Union[ModelFile, _Mapping]] = ..., pruned: _Optional[_Union[ModelFile, _Mapping]] = ..., prune_ratio: _Optional[float] = ..., max_batch_size: _Optional[int] = ..., explain_defaults: _Optional[_Union[ExplainDefaults, _Mapping]] = ..., image: _Optional[_Union[ImageDefaults, _Mapping]] = ..., control: _Optional[_Union[ModelFile, _Mapping]] = ..., verdict_reference: _Optional[str] = ...) -> None: ...
 
 class ImageDefaults(_message.Message):
     __slots__ = ("scale", "invert")
@@ -405,3 +422,63 @@ class ExplainEvent(_message.Message):
     progress: ExplainProgress
     result: ExplainResponse
     def __init__(self, progress: _Optional[_Union[ExplainProgress, _Mapping]] = ..., result: _Optional[_Union[ExplainResponse, _Mapping]] = ...) -> None: ...
+
+class PairHealthRequest(_message.Message):
+    __slots__ = ("pair",)
+    PAIR_FIELD_NUMBER: _ClassVar[int]
+    pair: str
+    def __init__(self, pair: _Optional[str] = ...) -> None: ...
+
+class MeasureExcess(_message.Message):
+    __slots__ = ("name", "source", "deciding", "margin", "samples", "pruned_mean", "reference_mean", "reference", "estimate", "lower", "upper", "samples_needed", "damaged")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    DECIDING_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    PRUNED_MEAN_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_MEAN_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    LOWER_FIELD_NUMBER: _ClassVar[int]
+    UPPER_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_NEEDED_FIELD_NUMBER: _ClassVar[int]
+    DAMAGED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    source: str
+    deciding: bool
+    margin: float
+    samples: int
+    pruned_mean: float
+    reference_mean: float
+    reference: str
+    estimate: float
+    lower: float
+    upper: float
+    samples_needed: int
+    damaged: bool
+    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., deciding: bool = ..., margin: _Optional[float] = ..., samples: _Optional[int] = ..., pruned_mean: _Optional[float] = ..., reference_mean: _Optional[float] = ..., reference: _Optional[str] = ..., estimate: _Optional[float] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., samples_needed: _Optional[int] = ..., damaged: bool = ...) -> None: ...
+
+class PairHealthResponse(_message.Message):
+    __slots__ = ("pair", "verdict", "reference", "samples", "samples_needed", "min_samples", "confidence", "window", "measures", "request_id")
+    PAIR_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_NEEDED_FIELD_NUMBER: _ClassVar[int]
+    MIN_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    MEASURES_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    pair: str
+    verdict: Verdict
+    reference: str
+    samples: int
+    samples_needed: int
+    min_samples: int
+    confidence: float
+    window: int
+    measures: _containers.RepeatedCompositeFieldContainer[MeasureExcess]
+    request_id: str
+    def __init__(self, pair: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., reference: _Optional[str] = ..., samples: _Optional[int] = ..., samples_needed: _Optional[int] = ..., min_samples: _Optional[int] = ..., confidence: _Optional[float] = ..., window: _Optional[int] = ..., measures: _Optional[_Iterable[_Union[MeasureExcess, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...

@@ -34,6 +34,11 @@ class SISGuardStub(object):
                 request_serializer=sisguard_dot_v1_dot_sisguard__pb2.ExplainRequest.SerializeToString,
                 response_deserializer=sisguard_dot_v1_dot_sisguard__pb2.ExplainEvent.FromString,
                 )
+        self.PairHealth = channel.unary_unary(
+                '/sisguard.v1.SISGuard/PairHealth',
+                request_serializer=sisguard_dot_v1_dot_sisguard__pb2.PairHealthRequest.SerializeToString,
+                response_deserializer=sisguard_dot_v1_dot_sisguard__pb2.PairHealthResponse.FromString,
+                )
 
 
 class SISGuardServicer(object):
@@ -67,6 +72,14 @@ class SISGuardServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PairHealth(self, request, context):
+        """The pair's divergence verdict: excess of dense-vs-pruned over dense-vs-control per measure,
+        with intervals, over a sliding window of shadow explanations and shift probes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SISGuardServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +102,11 @@ def add_SISGuardServicer_to_server(servicer, server):
                     servicer.ExplainStream,
                     request_deserializer=sisguard_dot_v1_dot_sisguard__pb2.ExplainRequest.FromString,
                     response_serializer=sisguard_dot_v1_dot_sisguard__pb2.ExplainEvent.SerializeToString,
+            ),
+            'PairHealth': grpc.unary_unary_rpc_method_handler(
+                    servicer.PairHealth,
+                    request_deserializer=sisguard_dot_v1_dot_sisguard__pb2.PairHealthRequest.FromString,
+                    response_serializer=sisguard_dot_v1_dot_sisguard__pb2.PairHealthResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -165,5 +183,22 @@ class SISGuard(object):
         return grpc.experimental.unary_stream(request, target, '/sisguard.v1.SISGuard/ExplainStream',
             sisguard_dot_v1_dot_sisguard__pb2.ExplainRequest.SerializeToString,
             sisguard_dot_v1_dot_sisguard__pb2.ExplainEvent.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def PairHealth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/sisguard.v1.SISGuard/PairHealth',
+            sisguard_dot_v1_dot_sisguard__pb2.PairHealthRequest.SerializeToString,
+            sisguard_dot_v1_dot_sisguard__pb2.PairHealthResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
