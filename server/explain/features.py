@@ -110,12 +110,22 @@ def validate_groups(groups: np.ndarray, shape: Sequence[int]) -> int:
     return num_features(g)
 
 
-def _check_values(g: np.ndarray) -> None:
+def _check_values(g: np.ndarray, max_features: int | None = None) -> None:
+    """Values ``0..d-1`` with every feature used. The largest value is checked against what the
+    map can hold (``d`` cannot exceed its element count) and against ``max_features`` *before*
+    the per-feature counts are allocated: one large id must not cost memory in proportion to it."""
     lo, hi = int(g.min()), int(g.max())
     if lo < 0:
         raise InvalidArgument(f"group map values must be non-negative feature indices, got minimum {lo}")
     if hi > _INT32_MAX:
         raise InvalidArgument(f"group map values must fit in int32, got maximum {hi}")
+    if max_features is not None and hi >= max_features:
+        raise InvalidArgument(f"input has {hi + 1} features, the server allows at most {max_features}")
+    if hi >= g.size:
+        raise InvalidArgument(
+            f"group map values must be exactly 0..d-1 with every feature used; got a value of {hi} "
+            f"in a map of only {g.size} elements"
+        )
     counts = np.bincount(g.ravel().astype(np.int64), minlength=hi + 1)
     missing = np.flatnonzero(counts == 0)
     if missing.size:
@@ -146,7 +156,7 @@ def explicit_groups(group_map: np.ndarray, shape: Sequence[int], max_features: i
         raise InvalidArgument(
             f"group map has shape {list(g.shape)}, expected a shape broadcastable to the input shape {list(s)}"
         ) from None
-    _check_values(g)
+    _check_values(g, max_features)
     return _cap(np.ascontiguousarray(full, dtype=np.int32), max_features)
 
 

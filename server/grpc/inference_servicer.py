@@ -37,6 +37,10 @@ class InferenceServicer(ip_grpc.GRPCInferenceServiceServicer):
         self.service = service
         self.observer = observer
 
+    @property
+    def write_timeout(self) -> float | None:
+        return self.service.limits.stream_write_timeout_seconds
+
     @unary("ServerLive")
     async def ServerLive(
         self, request: ip.ServerLiveRequest, context: grpc.aio.ServicerContext, rid: str
@@ -124,6 +128,7 @@ class InferenceServicer(ip_grpc.GRPCInferenceServiceServicer):
         values = getattr(spec.contents, field)
         if len(values) != count:
             raise InvalidArgument(
-                f"input {spec.name}: {len(values)} values in {field} for shape {shape}: expected {count}"
+                f"input {spec.name}: {len(values)} values in {field} for shape {tensors.describe_shape(shape)}: "
+                f"expected {count}"
             )
-        return np.asarray(values, dtype=dtype).reshape(shape)
+        return tensors.from_values(values, dtype, shape, f"input {spec.name}")

@@ -1,7 +1,11 @@
 """One table from core errors to gRPC status codes, and the wrappers that apply it.
 
 Clients see the core's messages (written for them) and, for anything unexpected, INTERNAL
-with a request id; the traceback goes to the log under the same id.
+with a request id; the traceback goes to the log under the same id. Failures the caller
+causes deeper down (ONNX Runtime refusing the input values, e.g. a token id outside the
+vocabulary) are mapped here too, to INVALID_ARGUMENT; decoding failures are mapped in
+``guard.py``, out-of-range typed values in ``tensors.py``. Every call carries its request id
+in the trailing metadata (``x-request-id``), on success and on failure.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ import grpc
 from sisguard.server import errors
 
 log = logging.getLogger(__name__)
+
+REQUEST_ID_KEY = "x-request-id"
+MAX_DETAILS_CHARS = 1000  # a message quoting a caller's 100 KB name would overflow the status trailer
 
 STATUS: dict[type[errors.ServiceError], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -53,12 +60,49 @@ def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
+def _shorten(message: str) -> str:
+    return message if len(message) <= MAX_DETAILS_CHARS else message[: MAX_DETAILS_CHARS - 20] + " ... (shortened)"
+
+
+def _runtime_refusal(exc: BaseException) -> str | None:
+    """ONNX Runtime's reason when it refused the input values (its INVALID_ARGUMENT), else None."""
+    kind = type(exc)
+    if kind.__name__ != "InvalidArgument" or not kind.__module__.startswith("onnxruntime"):
+        return None
+    text = str(exc)
+    # "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Non-zero status code returned while running
+    # Gather node. Name:'...' Status Message: indices element out of data bounds, ..."
+    reason = text.split("Status Message:", 1)[1] if "Status Message:" in text else text.rsplit(" : ", 1)[-1]
+    return " ".join(reason.split())[:300]
+
+
 def classify(exc: BaseException, rpc: str, rid: str) -> tuple[grpc.StatusCode, str]:
     for kind, code in STATUS.items():
         if isinstance(exc, kind):
-            return code, str(exc)
+            return code, _shorten(str(exc))
+    refusal = _runtime_refusal(exc)
+    if refusal is not None:
+        log.info("rpc %s: the model refused the input (request id %s): %s", rpc, rid, refusal)
+        return grpc.StatusCode.INVALID_ARGUMENT, (
+            f"the model refused the input values: {refusal}; expected values within the model's input "
+            "domain (e.g. token ids inside its vocabulary)"
+        )
     log.error("rpc %s failed unexpectedly (request id %s)", rpc, rid, exc_info=exc)
     return grpc.StatusCode.INTERNAL, f"internal error (request id {rid})"
+
+
+def _trailer(rid: str) -> tuple[tuple[str, str], ...]:
+    return ((REQUEST_ID_KEY, rid),)
+
+
+async def write_within(context: grpc.aio.ServicerContext, item: Any, timeout: float | None) -> None:
+    """Send one streamed message; a client that does not take it within ``timeout`` ends the call."""
+    try:
+        await asyncio.wait_for(context.write(item), timeout)
+    except TimeoutError:
+        raise errors.DeadlineExceeded(
+            f"the client read nothing for {timeout:g} s; the stream was ended (stream_write_timeout_seconds)"
+        ) from None
 
 
 Req = TypeVar("Req")
@@ -67,6 +111,9 @@ Resp = TypeVar("Resp")
 
 class HasObserver(Protocol):
     observer: CallObserver | None
+
+    @property
+    def write_timeout(self) -> float | None: ...
 
 
 def unary(rpc: str) -> Callable[..., Callable[..., Awaitable[Any]]]:
@@ -78,6 +125,7 @@ def unary(rpc: str) -> Callable[..., Callable[..., Awaitable[Any]]]:
         @functools.wraps(fn)
         async def method(self: HasObserver, request: Req, context: grpc.aio.ServicerContext) -> Resp:
             rid = request_id(context)
+            context.set_trailing_metadata(_trailer(rid))
             start = time.monotonic()
             if self.observer:
                 self.observer.call_started(rpc)
@@ -92,23 +140,28 @@ def unary(rpc: str) -> Callable[..., Callable[..., Awaitable[Any]]]:
             finally:
                 if self.observer:
                     self.observer.call_finished(rpc, code.name, time.monotonic() - start)
-            await context.abort(code, message)
-            raise AssertionError("unreachable")  # abort raises
+            await context.abort(code, message, trailing_metadata=_trailer(rid))
+            raise RuntimeError("unreachable: context.abort raises")
 
         return method
 
     return wrap
 
 
-def stream(rpc: str) -> Callable[..., Callable[..., AsyncIterator[Any]]]:
-    """Wrap a server-streaming servicer method (an async generator) the same way."""
+def stream(rpc: str) -> Callable[..., Callable[..., Awaitable[None]]]:
+    """Wrap a server-streaming servicer method (an async generator) the same way.
+
+    Messages are written with :func:`write_within`, so a client that stops reading cannot hold
+    the call (and the shutdown grace period) open longer than ``write_timeout``.
+    """
 
     def wrap(
         fn: Callable[[Any, Req, grpc.aio.ServicerContext, str], AsyncIterator[Resp]],
-    ) -> Callable[..., AsyncIterator[Resp]]:
+    ) -> Callable[..., Awaitable[None]]:
         @functools.wraps(fn)
-        async def method(self: HasObserver, request: Req, context: grpc.aio.ServicerContext) -> AsyncIterator[Resp]:
+        async def method(self: HasObserver, request: Req, context: grpc.aio.ServicerContext) -> None:
             rid = request_id(context)
+            context.set_trailing_metadata(_trailer(rid))
             start = time.monotonic()
             if self.observer:
                 self.observer.call_started(rpc)
@@ -116,7 +169,7 @@ def stream(rpc: str) -> Callable[..., Callable[..., AsyncIterator[Any]]]:
             message = ""
             try:
                 async for item in fn(self, request, context, rid):
-                    yield item
+                    await write_within(context, item, self.write_timeout)
             except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED
                 raise
@@ -126,7 +179,7 @@ def stream(rpc: str) -> Callable[..., Callable[..., AsyncIterator[Any]]]:
                 if self.observer:
                     self.observer.call_finished(rpc, code.name, time.monotonic() - start)
             if code != grpc.StatusCode.OK:
-                await context.abort(code, message)
+                await context.abort(code, message, trailing_metadata=_trailer(rid))
 
         return method
 
