@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 
 import grpc
@@ -41,6 +42,24 @@ SERVICE_NAMES = (
 )
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def _check_bindable(address: str, what: str) -> None:
+    """Raise a one-line OSError when ``host:port`` cannot be bound (grpc would log a multi-line core
+    error and raise RuntimeError). Port 0 always binds."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(host or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, ValueError) as exc:
+        raise OSError(f"cannot bind {what} {address}: {getattr(exc, 'strerror', None) or exc}") from None
+    family, kind, proto, _, sockaddr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc does
+        try:
+            probe.bind(sockaddr)
+        except OSError as exc:
+            raise OSError(f"cannot bind {what} {address}: {exc.strerror or exc}") from None
 
 
 class App:
@@ -90,6 +109,7 @@ class App:
         if creds is None:
             return self._bind_plain(server, address)
         check_key_matches(self.settings.tls)  # grpc would only say "Failed to bind"
+        _check_bindable(address, "port")
         try:
             port = server.add_secure_port(address, creds)
         except RuntimeError:
@@ -111,6 +131,7 @@ class App:
 
     @staticmethod
     def _bind_plain(server: grpc.aio.Server, address: str, what: str = "port") -> int:
+        _check_bindable(address, what)
         try:
             port = server.add_insecure_port(address)
         except RuntimeError:  # grpc raises with a multi-line core error when the port is taken

@@ -37,13 +37,16 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace, **extra: object) -> Settings:
-    from sisguard.server.config import load_settings
+    from sisguard.server.config import LOG_LEVELS, ConfigError, load_settings
 
     overrides = {"host": args.host, "port": args.port, "metrics_port": args.metrics_port, **extra}
     config = args.config or (Path(os.environ["SISGUARD_CONFIG"]) if os.environ.get("SISGUARD_CONFIG") else None)
     settings = load_settings(config, **overrides)
+    level = (args.log_level or settings.log_level).upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"--log-level {args.log_level[:40]!r} is not one of {', '.join(LOG_LEVELS)}")
     logging.basicConfig(
-        level=(args.log_level or settings.log_level).upper(),
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     return settings
