@@ -2,7 +2,7 @@
 
 Each part of sisguard registers its own subcommands: ``models``/``predict``/``explain`` come
 with the base install (the client SDK), ``serve``/``demo`` with
-``sisguard[server]``, ``prune``/``evaluate`` with ``sisguard[prune]``. A part that is not
+``sisguard[server]``, ``prune``/``evaluate``/``family`` with ``sisguard[prune]``. A part that is not
 installed still shows its commands, which then say what to install.
 """
 
@@ -22,7 +22,7 @@ _PARTS = (
         ("serve", "demo"),
         ("onnxruntime", "onnx", "yaml", "pydantic_settings", "prometheus_client", "grpc_reflection"),
     ),
-    ("sisguard.prune.cli", "prune", ("prune", "evaluate"), ("torch", "onnxruntime", "sklearn", "matplotlib")),
+    ("sisguard.prune.cli", "prune", ("prune", "evaluate", "family"), ("torch", "onnxruntime", "sklearn", "matplotlib")),
 )
 
 

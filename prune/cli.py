@@ -53,7 +53,7 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register ``prune`` and ``evaluate`` on an argparse subparsers object."""
+    """Register ``prune``, ``evaluate`` and ``family`` on an argparse subparsers object."""
     prune = subparsers.add_parser(
         "prune", help="prune a torch model (WT or FT), retrain, export the dense/pruned ONNX pair",
         description="Train (or load) a dense model, prune it iteratively to the target ratio with "
@@ -96,6 +96,10 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
                           help="SIS threshold as a fraction of each model's own score (default 0.9)")
     _add_training_args(evaluate)
     evaluate.set_defaults(func=evaluate_command)
+
+    from sisguard.prune.family_cli import add_family_subcommand
+
+    add_family_subcommand(subparsers)
 
 
 def _train_configs(args: argparse.Namespace) -> tuple[Any, Any]:
