@@ -26,7 +26,7 @@ def _log(args: argparse.Namespace) -> Any:
 
 def _add_model_data_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model and data")
-    group.add_argument("--arch", help="built-in architecture: digits_cnn or resnet_cifar")
+    group.add_argument("--arch", help="built-in architecture: digits_cnn, digits_mlp or resnet_cifar")
     group.add_argument("--model", help="user model as package.module:factory (returns an nn.Module)")
     group.add_argument("--state-dict", help="torch.save'd state dict for the model (then --epochs defaults to 0)")
     group.add_argument("--width", type=int, help="channel width of a built-in architecture")
@@ -49,20 +49,28 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--channel-multiple", type=int, default=1,
                        help="FT: keep channel counts at multiples of this; 8 or 16 run faster on CPUs "
                             "but reach the ratio more coarsely (default 1)")
+    group.add_argument("--sensitivity-samples", type=int, default=128,
+                       help="SiPP/PFP: training inputs whose activations give the sensitivities, drawn "
+                            "afresh each cycle (default 128)")
+    group.add_argument("--selection", default="sample",
+                       help="SiPP/PFP: sample (importance sampling by sensitivity, rescaled; the provable "
+                            "variant) or topk (keep the most sensitive, deterministic) (default sample)")
     group.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``prune``, ``evaluate`` and ``family`` on an argparse subparsers object."""
     prune = subparsers.add_parser(
-        "prune", help="prune a torch model (WT or FT), retrain, export the dense/pruned ONNX pair",
+        "prune", help="prune a torch model (WT, SiPP, FT or PFP), retrain, export the dense/pruned ONNX pair",
         description="Train (or load) a dense model, prune it iteratively to the target ratio with "
                     "retraining, retrain a control the same way without pruning, export dense.onnx, "
                     "pruned.onnx and control.onnx, check them against torch, and write manifest.json and "
                     "pair.yaml (the block for the server config).",
     )
     _add_model_data_args(prune)
-    prune.add_argument("--method", required=True, help="wt (weight thresholding) or ft (filter thresholding)")
+    prune.add_argument("--method", required=True,
+                       help="wt (weight thresholding), sipp (sensitivity-informed weight pruning), ft (filter "
+                            "thresholding) or pfp (provable filter pruning); ft and pfp shrink the layers")
     prune.add_argument("--ratio", type=float, required=True, help="target prune ratio in (0, 1)")
     prune.add_argument("--out", required=True, help="output directory for the pair")
     prune.add_argument("--name", help="pair name in pair.yaml (default: the output directory's name)")
@@ -84,12 +92,16 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     _add_model_data_args(evaluate)
     evaluate.add_argument("--pair", action="append", default=[], help="pair directory made by "
                           "'sisguard prune' (repeatable; all must share the dense model)")
-    evaluate.add_argument("--methods", default="wt,ft", help="methods of the family to build (default wt,ft)")
+    evaluate.add_argument("--methods", default="wt,ft", help="methods of the family to build, any of "
+                          "wt,sipp,ft,pfp (default wt,ft)")
     evaluate.add_argument("--ratios", default="0.3,0.5,0.7,0.9", help="prune ratios of the family "
                           "(default 0.3,0.5,0.7,0.9)")
     evaluate.add_argument("--out", required=True, help="report directory")
     evaluate.add_argument("--delta", type=float, default=0.5,
                           help="tolerance δ of the prune potential in percentage points (default 0.5)")
+    evaluate.add_argument("--seeds", help="comma-separated training seeds, e.g. 0,1,2: build the family once per "
+                          "seed (into OUT/seed-<s>) and report the prune potential's mean, min/max and t-interval "
+                          "over them (needs --arch/--model)")
     evaluate.add_argument("--sis-samples", type=int, default=20,
                           help="test inputs explained for rationale agreement; 0 to skip (default 20)")
     evaluate.add_argument("--sis-threshold", type=float, default=0.9,
@@ -135,7 +147,8 @@ def prune_command(args: argparse.Namespace) -> int:
         dense_cfg, retrain_cfg = _train_configs(args)
         config = PruneConfig(method=args.method.lower(), ratio=ratio, cycles=args.cycles, train=dense_cfg,
                              retrain=retrain_cfg, seed=args.seed, opset=args.opset,
-                             channel_multiple=args.channel_multiple)
+                             channel_multiple=args.channel_multiple,
+                             sensitivity_samples=args.sensitivity_samples, selection=args.selection.lower())
         config.validate()
         model, data, info = build_model_and_data(args)
         labels = [s.strip() for s in args.class_labels.split(",")] if args.class_labels else None

@@ -78,7 +78,8 @@ def build_family(args: argparse.Namespace, log: Log | None) -> tuple[Path, list[
     methods, ratios = parse_methods(args.methods), parse_ratios(args.ratios)
     dense_cfg, retrain_cfg = _train_configs(args)
     configs = [PruneConfig(method=m, ratio=r, cycles=args.cycles, train=dense_cfg, retrain=retrain_cfg,
-                           seed=args.seed, opset=args.opset, channel_multiple=args.channel_multiple)
+                           seed=args.seed, opset=args.opset, channel_multiple=args.channel_multiple,
+                           sensitivity_samples=args.sensitivity_samples, selection=args.selection.lower())
                for m in methods for r in ratios]
     for config in configs:
         config.validate()
@@ -101,12 +102,54 @@ def build_family(args: argparse.Namespace, log: Log | None) -> tuple[Path, list[
     return dense_file, entries, data
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` → ``[0, 1, 2]``; distinct non-negative integers."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise PruneError(f"--seeds must be comma-separated integers, got {text!r}") from exc
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise PruneError(f"--seeds must be distinct integers >= 0, got {text!r}")
+    return seeds
+
+
+def run_over_seeds(args: argparse.Namespace, seeds: list[int], log: Log | None) -> Path:
+    """Build and evaluate the family once per training seed; report the potential over seeds.
+
+    Each seed trains its own dense model and prunes it (also the noise of the shifts and, for
+    synthetic32, the data set follow the seed); its full report goes to ``OUT/seed-<s>``, the
+    summary (mean, min/max, t-interval of every potential) to ``OUT/report.md`` and ``.json``.
+    """
+    from sisguard.prune.evaluate import potential_over_seeds
+    from sisguard.prune.report import write_seed_report
+
+    if args.pair:
+        raise PruneError("--seeds builds one family per seed: give --arch/--model, not --pair")
+    parse_methods(args.methods)  # refuse bad options before any training
+    parse_ratios(args.ratios)
+    results = []
+    for seed in seeds:
+        if log is not None:
+            log(f"[evaluate] family for seed {seed} …")
+        run_args = argparse.Namespace(**{**vars(args), "seed": seed, "out": str(Path(args.out) / f"seed-{seed}")})
+        dense_file, entries, data = build_family(run_args, log)
+        result = evaluate_family(dense_file, entries, data, delta=args.delta,  # type: ignore[arg-type]
+                                 sis_samples=args.sis_samples, sis_fraction=args.sis_threshold, seed=seed, log=log)
+        write_report(result, run_args.out)
+        results.append(result)
+    return write_seed_report(potential_over_seeds(results), args.out)
+
+
 def run_evaluate_command(args: argparse.Namespace, log: Log | None) -> Path:
     """Run ``sisguard evaluate`` with parsed ``args``; return the path of ``report.md``."""
     if args.sis_samples < 0:
         raise PruneError(f"--sis-samples must be >= 0, got {args.sis_samples}")
     if not 0.0 < args.sis_threshold <= 1.0:
         raise PruneError(f"--sis-threshold must lie in (0, 1], got {args.sis_threshold}")
+    if not 0.0 <= args.delta < 100.0:
+        raise PruneError(f"--delta must be in [0, 100) percentage points, got {args.delta}")
+    if getattr(args, "seeds", None):
+        return run_over_seeds(args, parse_seeds(args.seeds), log)
     if args.pair:
         if args.arch or args.model:
             raise PruneError("give either --pair directories or --arch/--model to build a family, not both")

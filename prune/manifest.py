@@ -61,6 +61,8 @@ def build_manifest(*, name: str, config: PruneConfig, data: Dataset, dense: nn.M
         "data": {"name": data.name, "input_shape": list(data.input_shape), "num_classes": data.num_classes,
                  "n_train": len(data.x_train), "n_test": len(data.x_test)},
         "channel_multiple": config.channel_multiple,
+        "sensitivity": {"samples": config.sensitivity_samples, "selection": config.selection}
+        if config.method in ("sipp", "pfp") else None,
         "training": {"cycles": config.cycles, "dense": asdict(config.train), "retrain": asdict(config.retrain)},
         "params": {"dense": dense_params, "pruned": count_params(pruned), "pruned_nonzero": count_nonzero(pruned)},
         "flops": {"dense": count_flops(dense, data.input_shape), "pruned": count_flops(pruned, data.input_shape)},

@@ -49,7 +49,7 @@ from torch import nn
 from sisguard.prune.errors import PruneError, UnsupportedModelError
 from sisguard.prune.ft import apply_keep, channel_importance, planned_params, refine_keep, snap_count
 from sisguard.prune.graph import ChannelGraph, analyse
-from sisguard.prune.sensitivity import bound_constant, channel_sensitivities, samples_for_error
+from sisguard.prune.sensitivity import bound_constant, channel_sensitivities, poisson, samples_for_error
 from sisguard.prune.sipp import SELECTIONS
 
 
@@ -137,8 +137,7 @@ def pfp_plan(model: nn.Module, x: torch.Tensor, ratio: float, dense_params: int,
             after = times[int(order[k])] if k < g.size else torch.tensor(math.inf, dtype=torch.float64)
             last = float(finite.max()) if finite.numel() else 0.0
             horizon = min(max(m, last), float(after)) if math.isfinite(float(after)) else max(m, last)
-            extra = torch.poisson((p * (horizon - times)).clamp(min=0.0).nan_to_num(0.0, posinf=0.0),
-                                  generator=generator)
+            extra = poisson(torch.where(p > 0, p * (horizon - times), 0.0), generator)
             gamma = torch.where(p > 0, (1.0 + extra) / (horizon * p).clamp(min=1e-300), 1.0)
             scale[g.gid] = gamma.float()
         kept[g.gid] = torch.sort(torch.from_numpy(order[:k].copy())).values

@@ -40,10 +40,17 @@ from sisguard.prune.export import DEFAULT_OPSET, check_onnx, export_onnx, make_s
 from sisguard.prune.ft import ft_prune, max_ft_ratio
 from sisguard.prune.manifest import build_manifest, write_manifest, write_pair_yaml
 from sisguard.prune.measure import count_params
+from sisguard.prune.pfp import pfp_prune
+from sisguard.prune.sensitivity import sensitivity_inputs, sensitivity_layers
+from sisguard.prune.sipp import SELECTIONS, sipp_prune
 from sisguard.prune.train import Log, TrainConfig, accuracy, train
 from sisguard.prune.wt import Masks, count_nonzero, max_wt_ratio, wt_prune
 
-METHODS = ("wt", "ft")
+METHODS = ("wt", "sipp", "ft", "pfp")
+#: methods that compute sensitivities from a batch of training inputs
+DATA_INFORMED = ("sipp", "pfp")
+#: methods that physically remove channels (the others zero single weights under masks)
+STRUCTURED = ("ft", "pfp")
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,10 @@ class PruneConfig:
     opset: int = DEFAULT_OPSET
     #: FT only: keep channel counts at multiples of this (8 or 16 speed up CPU kernels; ratio gets coarser)
     channel_multiple: int = 1
+    #: SiPP/PFP: training inputs in the sensitivity batch (drawn afresh each cycle)
+    sensitivity_samples: int = 128
+    #: SiPP/PFP: ``sample`` (importance sampling, the provable variant) or ``topk`` (deterministic)
+    selection: str = "sample"
 
     def validate(self) -> None:
         """Check the options (not the model); raise :class:`PruneError` naming the bad one."""
@@ -72,6 +83,10 @@ class PruneConfig:
             raise PruneError(f"channel multiple must be >= 1, got {self.channel_multiple}")
         if self.opset < 17:
             raise PruneError(f"ONNX opset must be >= 17, got {self.opset}")
+        if self.sensitivity_samples < 1:
+            raise PruneError(f"sensitivity samples must be >= 1, got {self.sensitivity_samples}")
+        if self.selection not in SELECTIONS:
+            raise PruneError(f"unknown selection {self.selection!r}: use one of {', '.join(SELECTIONS)}")
         self.train.validate("dense training")
         self.retrain.validate("retraining")
 
@@ -111,7 +126,11 @@ def validate_setup(model: nn.Module, data: Dataset, config: PruneConfig) -> None
     config.validate()
     check_data_fits(model, data)
     example = torch.from_numpy(data.x_train[:2])
-    reach = max_ft_ratio(model, example) if config.method == "ft" else max_wt_ratio(model)
+    if config.method in DATA_INFORMED:
+        sensitivity_inputs(data.x_train, config.sensitivity_samples, config.seed)  # enough data?
+    if config.method == "sipp":
+        sensitivity_layers(model)  # refuses layers SiPP has no sensitivities for
+    reach = max_ft_ratio(model, example) if config.method in STRUCTURED else max_wt_ratio(model)
     if config.ratio > reach:
         raise PruneError(f"{config.method.upper()} cannot reach ratio {config.ratio} on this model "
                          f"(at most {reach:.3f})")
@@ -133,12 +152,18 @@ def prune_and_retrain(dense: nn.Module, data: Dataset, config: PruneConfig,
     seed_everything(config.seed + 1)
     for cycle in range(1, config.cycles + 1):
         target = 1.0 - (1.0 - config.ratio) ** (cycle / config.cycles)
+        batch = (sensitivity_inputs(data.x_train, config.sensitivity_samples, config.seed + cycle)
+                 if config.method in DATA_INFORMED else example)
         if config.method == "ft":
             model = ft_prune(model, example, target, dense_params, config.channel_multiple)
-            reached = 1.0 - count_params(model) / dense_params
+        elif config.method == "pfp":
+            model = pfp_prune(model, batch, target, dense_params, config.channel_multiple, config.selection,
+                              seed=config.seed + cycle)
+        elif config.method == "sipp":
+            masks = sipp_prune(model, batch, target, dense_params, config.selection, seed=config.seed + cycle)
         else:
             masks = wt_prune(model, target, dense_params)
-            reached = 1.0 - count_nonzero(model) / dense_params
+        reached = 1.0 - (count_params if config.method in STRUCTURED else count_nonzero)(model) / dense_params
         if log is not None:
             log(f"[{config.method}] cycle {cycle}/{config.cycles}: ratio {reached:.4f} (target {target:.4f})")
         label = f"{config.method} {cycle}/{config.cycles}"

@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-_METHOD_STYLE = {"ft": "-", "wt": "--"}
+_METHOD_STYLE = {"ft": "-", "wt": "--", "pfp": "-.", "sipp": ":"}
 
 
 def _pct(value: float | None) -> str:
@@ -165,4 +165,41 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> Path:
     plot_agreement_vs_ratio(result, out / "agreement_vs_ratio.png")
     md = out / "report.md"
     md.write_text(markdown(result))
+    return md
+
+
+def markdown_over_seeds(summary: dict[str, Any]) -> str:
+    """The Markdown report of :func:`sisguard.prune.evaluate.potential_over_seeds`."""
+    shifts = summary["shifts"]
+    seeds = ", ".join(str(s) for s in summary["seeds"])
+    level = round(100 * summary["confidence"])
+    lines = [f"# Prune potential over seeds — {summary['data']['name']}", "",
+             f"One family per training seed ({seeds}); δ = {summary['delta_pp']} percentage points; potential "
+             "computed the monotone way (largest ratio up to which every evaluated ratio stays within δ). "
+             f"Cells: mean [{level} % Student-t interval] (min–max over seeds). Each seed's full report is in "
+             "`seed-<s>/report.md`.", "",
+             "| method | " + " | ".join(shifts) + " |", "|---|" + "---|" * len(shifts)]
+    for method, per_shift in sorted(summary["prune_potential"].items()):
+        cells = []
+        for shift in shifts:
+            v = per_shift[shift]
+            interval = "–" if v["t_low"] is None else f"{v['t_low']:.2f}, {v['t_high']:.2f}"
+            cells.append(f"{v['mean']:.2f} [{interval}] ({v['min']:.2f}–{v['max']:.2f})")
+        lines.append(f"| {method.upper()} | " + " | ".join(cells) + " |")
+    lines += ["", "Per seed:", "", "| method | seed | " + " | ".join(shifts) + " |",
+              "|---|---|" + "---|" * len(shifts)]
+    for method, per_shift in sorted(summary["prune_potential"].items()):
+        for i, seed in enumerate(summary["seeds"]):
+            lines.append(f"| {method.upper()} | {seed} | "
+                         + " | ".join(f"{per_shift[s]['values'][i]:.2f}" for s in shifts) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_seed_report(summary: dict[str, Any], out_dir: str | Path) -> Path:
+    """Write ``report.json`` and ``report.md`` of the potential over seeds into ``out_dir``; return the .md path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
+    md = out / "report.md"
+    md.write_text(markdown_over_seeds(summary))
     return md

@@ -132,7 +132,7 @@ def _inverse(z: torch.Tensor) -> torch.Tensor:
     return torch.where(z == 0, torch.zeros_like(z), 1.0 / safe)
 
 
-def _weight_sens_update(module: nn.Module, a: torch.Tensor, out: torch.Tensor) -> None:
+def _weight_sens_update(module: nn.Module, a: torch.Tensor, out: torch.Tensor, patch_mean: bool = False) -> None:
     """Fold one chunk of inputs into ``out`` (``[out_units, in·kh·kw]``, running max)."""
     weight = module.weight.detach().reshape(module.weight.shape[0], -1)  # type: ignore[union-attr]
     pos, neg = weight.clamp(min=0), weight.clamp(max=0)
@@ -140,6 +140,11 @@ def _weight_sens_update(module: nn.Module, a: torch.Tensor, out: torch.Tensor) -
     inv_pos = _inverse(torch.einsum("ok,nkp->nop", pos, patches))  # ≥ 0
     inv_neg = -_inverse(torch.einsum("ok,nkp->nop", neg, patches))  # ≥ 0 (z⁻ < 0)
     n, k, p = patches.shape
+    if patch_mean:  # mean over patches (one product per point), then max over points
+        mean_pos = torch.einsum("nkp,nop->nok", patches, inv_pos).amax(dim=0) / p
+        mean_neg = torch.einsum("nkp,nop->nok", patches, inv_neg).amax(dim=0) / p
+        torch.maximum(out, pos * mean_pos - neg * mean_neg, out=out)
+        return
     outs = weight.shape[0]
     block = max(1, _CHUNK_ELEMENTS // max(1, n * k * p))
     for start in range(0, outs, block):
@@ -172,13 +177,18 @@ def _weight_name(layer: str) -> str:
     return f"{layer}.weight" if layer else "weight"
 
 
-def weight_sensitivities(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Weight name → SiPP sensitivity of every entry (same shape as the weight, values in [0, 1])."""
-    return weight_sensitivities_and_units(model, x)[0]
+def weight_sensitivities(model: nn.Module, x: torch.Tensor, patch_mean: bool = False) -> dict[str, torch.Tensor]:
+    """Weight name → SiPP sensitivity of every entry (same shape as the weight, values in [0, 1]).
+
+    ``patch_mean`` averages a conv weight's share over the patches of each input before the
+    max over inputs (the deterministic variant's ranking: the max over hundreds of patches
+    inflates conv weights against Linear ones, which have one patch).
+    """
+    return weight_sensitivities_and_units(model, x, patch_mean)[0]
 
 
-def weight_sensitivities_and_units(model: nn.Module,
-                                   x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+def weight_sensitivities_and_units(model: nn.Module, x: torch.Tensor, patch_mean: bool = False
+                                   ) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
     """:func:`weight_sensitivities` and, per weight, ``η``: the layer's pre-activations per sample."""
     layers = sensitivity_layers(model)
     sens = {name: torch.zeros(m.weight.shape[0], m.weight[0].numel()) for name, m in layers.items()}
@@ -186,7 +196,7 @@ def weight_sensitivities_and_units(model: nn.Module,
 
     def hook_for(name: str) -> Callable[..., None]:
         def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-            _weight_sens_update(module, inputs[0], sens[name])
+            _weight_sens_update(module, inputs[0], sens[name], patch_mean)
             eta[name] = max(eta[name], output[0].numel() if output.ndim > 1 else 1)
         return hook
 
@@ -259,6 +269,17 @@ def channel_sensitivities(model: nn.Module, graph: ChannelGraph,
         if float(values.sum()) <= 0.0:
             values.fill_(1.0)
     return sens, eta
+
+
+def poisson(rate: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Poisson draws of ``rate`` (float64); rates above 1e6 use the normal approximation (exact
+    sampling overflows there, and the relative spread is below 0.1 %)."""
+    rate = rate.double().nan_to_num(0.0, posinf=0.0, neginf=0.0).clamp(min=0.0)
+    small = rate <= 1e6
+    exact = torch.poisson(torch.where(small, rate, torch.zeros_like(rate)), generator=generator)
+    normal = torch.randn(rate.shape, generator=generator, dtype=torch.float64)
+    approx = (rate + rate.sqrt() * normal).round().clamp(min=0.0)
+    return torch.where(small, exact, approx)
 
 
 def bound_constant(total_sensitivity: torch.Tensor | float, eta: torch.Tensor | float) -> torch.Tensor:

@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from sisguard.prune.errors import PruneError
-from sisguard.prune.sensitivity import bound_constant, weight_sensitivities_and_units
+from sisguard.prune.sensitivity import bound_constant, poisson, weight_sensitivities_and_units
 from sisguard.prune.wt import Masks, max_wt_ratio, prunable_weights
 
 #: how SiPP and PFP pick what to keep: importance sampling (provable) or deterministic top-k
@@ -140,7 +140,7 @@ def _sample_keep(w: torch.Tensor, s: torch.Tensor, unit_of: torch.Tensor, c: tor
     scale = torch.ones_like(s)
     idx = mask.nonzero().squeeze(1)
     units = unit_of[idx]
-    extra = torch.poisson((p[idx] * (m[units] - arrival[idx])).clamp(min=0.0), generator=generator)
+    extra = poisson(p[idx] * (m[units] - arrival[idx]), generator)
     scale[idx] = (1.0 + extra) / (m[units] * p[idx])
     if keep > n_live:                                          # the batch saw fewer weights than the budget
         rest = torch.argsort(torch.where(mask | (w == 0), -1.0, w.abs()), descending=True, stable=True)
@@ -175,7 +175,7 @@ def sipp_prune(model: nn.Module, x: torch.Tensor, ratio: float, dense_params: in
         raise PruneError(f"prune ratio must lie in (0, 1), got {ratio}")
     if selection not in SELECTIONS:
         raise PruneError(f"unknown selection {selection!r}: use one of {', '.join(SELECTIONS)}")
-    sens, eta = weight_sensitivities_and_units(model, x)
+    sens, eta = weight_sensitivities_and_units(model, x, patch_mean=selection == "topk")
     weights = prunable_weights(model)
     reach = max_wt_ratio(model, dense_params)
     if ratio > reach:
