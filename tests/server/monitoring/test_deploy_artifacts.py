@@ -13,6 +13,8 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from sisguard.server.metrics import Metrics
+from sisguard.server.signal.measures import measure_names
+from sisguard.server.signal.verdict import PairSignal
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 PROM = DEPLOY / "prometheus"
@@ -26,7 +28,7 @@ def promtool(tools: dict[str, str], *args: str) -> str:
 
 
 def test_promtool_check_rules(prometheus_tools) -> None:
-    assert "SUCCESS: 10 rules found" in promtool(prometheus_tools, "check", "rules", str(PROM / "alerts.yml"))
+    assert "SUCCESS: 9 rules found" in promtool(prometheus_tools, "check", "rules", str(PROM / "alerts.yml"))
 
 
 def test_promtool_check_config(prometheus_tools) -> None:
@@ -44,10 +46,9 @@ def alert_rules() -> list[dict]:
 def test_every_required_alert_is_tested() -> None:
     names = {r["alert"] for r in alert_rules()}
     assert {
-        "SisguardRationaleDivergenceHigh",
+        "SisguardPairDamaged",
+        "SisguardVerdictStarved",
         "SisguardTop1DisagreementHigh",
-        "SisguardCrossSufficiencyFailing",
-        "SisguardNoiseAgreementLow",
         "SisguardModelNotReady",
         "SisguardPredictLatencyP99High",
         "SisguardQueueSaturated",
@@ -114,6 +115,13 @@ def exported_names() -> set[str]:
     m.set_pair_info("p", prune_ratio=0.5, noise_levels=[0.1], shadow_queue_size=1)
     m.set_model_info("p", "dense", provider="CPUExecutionProvider", queue_capacity=1)
     m.call_finished("Predict", "INTERNAL", 0.1)  # failures have no zero series: queries use `or ... * 0`
+    known = measure_names(["brightness-0.3"])
+    m.verdict_updated(PairSignal("p", margins={"output_tv": 0.02}, known=known, has_control=True).report())
+    m.shift_probe_result("p", "brightness-0.3", 1, {"dense": 0, "pruned": 1}, {"pruned": 1})
+    m.shift_probe_sampled_rows("p", 0)
+    m.shift_probe_dropped_rows("p", "queue_full", 0)
+    m.shift_probe_queue_changed("p", 0)
+    m.has_control.labels("p").set(1)
     return {s.name for fam in reg.collect() for s in fam.samples}
 
 
@@ -123,3 +131,58 @@ def test_every_referenced_metric_is_exported(dashboard: dict) -> None:
     referenced = {n for e in exprs for n in re.findall(r"\bsisguard_[a-z0-9_]+", e)}
     missing = referenced - exported_names()
     assert not missing, f"dashboard/alerts use metrics sisguard does not export: {sorted(missing)}"
+
+
+# Panel types whose options Grafana's schema (grafana-foundation-sdk) describes, by module.
+_SDK_PANELS = {"timeseries": "timeseries", "stat": "stat", "state-timeline": "statetimeline", "heatmap": "heatmap",
+               "table": "table"}
+
+
+def _plain(obj: object) -> object:
+    """The SDK's objects as plain JSON values (its ``to_json`` converts one level)."""
+    import enum
+
+    if hasattr(obj, "to_json"):
+        return _plain(obj.to_json())
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    return obj
+
+
+def _same(a: object, b: object, where: str) -> None:
+    """Every key of the dashboard's JSON survives a parse by the schema's types unchanged."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict), where
+        for k, v in a.items():
+            assert k in b, f"{where}.{k} is not in Grafana's schema"
+            _same(v, b[k], f"{where}.{k}")
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b or (a is None and b is None), f"{where}: {a!r} became {b!r}"
+
+
+def test_dashboard_matches_grafana_s_schema(dashboard: dict) -> None:
+    """Parse the dashboard and each panel's options with Grafana's own schema types (foundation SDK)."""
+    import importlib
+
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    parsed = _plain(Dashboard.from_json(dashboard))
+    assert isinstance(parsed, dict)
+    assert parsed["schemaVersion"] == dashboard["schemaVersion"] and len(parsed["panels"]) == len(dashboard["panels"])
+    for panel in dashboard["panels"]:
+        module = _SDK_PANELS.get(panel["type"])
+        if module is None:
+            assert panel["type"] == "row", f"panel type {panel['type']} has no schema check"
+            continue
+        models = importlib.import_module(f"grafana_foundation_sdk.models.{module}")
+        options = _plain(models.Options.from_json(panel["options"]))
+        _same(panel["options"], options, f"{panel['title']}.options")
+        assert panel["gridPos"] and panel["targets"]
