@@ -27,7 +27,7 @@ import numpy as np
 from sisguard.prune.data import Dataset
 from sisguard.prune.errors import PruneError
 from sisguard.prune.export import make_session, run_onnx, sha256_file
-from sisguard.prune.metrics import error_rate, excess_error, functional_agreement, prune_potential
+from sisguard.prune.metrics import error_rate, excess_error, functional_agreement, mean_interval, prune_potential
 from sisguard.prune.rationale import rationale_agreement
 from sisguard.prune.shifts import Shift, apply_shift, default_shifts
 from sisguard.prune.train import Log
@@ -135,3 +135,28 @@ def evaluate_family(dense_path: str | Path, entries: list[ModelEntry], data: Dat
         "sis": {"samples": min(sis_samples, len(data.x_test)), "threshold_fraction": sis_fraction,
                 "baseline": "zero"},
     }
+
+
+def potential_over_seeds(results: list[dict[str, Any]], confidence: float = 0.95) -> dict[str, Any]:
+    """Prune potential over families built with different training seeds.
+
+    ``results`` are :func:`evaluate_family` results, one per seed, of the same methods and
+    shifts. Returns, per method and shift, the potential of every seed and their mean, min/max
+    and Student-t interval (:func:`sisguard.prune.metrics.mean_interval`).
+    """
+    if not results:
+        raise PruneError("potential over seeds needs at least one evaluated family")
+    shifts = results[0]["shifts"]
+    methods = sorted(results[0]["prune_potential"])
+    for result in results[1:]:
+        if result["shifts"] != shifts or sorted(result["prune_potential"]) != methods:
+            raise PruneError("every seed's family must have the same methods and shifts")
+    seeds = [int(r["seed"]) for r in results]
+    summary = {
+        method: {shift: {**mean_interval([r["prune_potential"][method][shift] for r in results], confidence),
+                         "values": [r["prune_potential"][method][shift] for r in results]}
+                 for shift in shifts}
+        for method in methods
+    }
+    return {"seeds": seeds, "shifts": shifts, "delta_pp": results[0]["delta_pp"], "data": results[0]["data"],
+            "confidence": confidence, "prune_potential": summary}

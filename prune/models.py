@@ -2,9 +2,11 @@
 
 * :func:`digits_cnn` — a small CNN for ``[1, 8, 8]`` inputs (scikit-learn digits);
 * :func:`resnet_cifar` — a small ResNet-style CNN for ``[3, 32, 32]`` inputs, with
-  BatchNorm, residual blocks and a configurable width.
+  BatchNorm, residual blocks and a configurable width;
+* :func:`digits_mlp` — a wider fully connected network for ``[1, 8, 8]`` inputs (a second
+  architecture on digits, about 50k parameters).
 
-Both are plain ``nn.Module`` trees that filter thresholding (FT) can shrink. A user model is
+All are plain ``nn.Module`` trees that filter thresholding (FT) can shrink. A user model is
 named ``package.module:factory``; the factory is called without arguments (or with
 ``num_classes`` when it accepts it) and must return an ``nn.Module``.
 
@@ -100,6 +102,28 @@ class ResNetCifar(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
+class DigitsMLP(nn.Module):
+    """Flatten, two hidden ReLU layers (``width`` and ``width // 2`` units), linear classifier."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 256, side: int = 8) -> None:
+        super().__init__()
+        if width < 2:
+            raise PruneError(f"digits_mlp needs width >= 2, got {width}")
+        self.fc1 = nn.Linear(in_channels * side * side, width)
+        self.fc2 = nn.Linear(width, width // 2)
+        self.fc3 = nn.Linear(width // 2, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``[N, C, 8, 8]`` inputs to ``[N, num_classes]`` logits."""
+        x = torch.flatten(x, 1)
+        return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
+
+
+def digits_mlp(num_classes: int = 10, in_channels: int = 1, width: int = 256) -> DigitsMLP:
+    """The built-in MLP for ``[1, 8, 8]`` digits (about 50k parameters at width 256)."""
+    return DigitsMLP(num_classes=num_classes, in_channels=in_channels, width=width)
+
+
 def digits_cnn(num_classes: int = 10, in_channels: int = 1, width: int = 8, hidden: int = 32) -> DigitsCNN:
     """The built-in CNN for ``[1, 8, 8]`` digits (about 9.8k parameters, 39 KB as ONNX, at width 8)."""
     return DigitsCNN(num_classes=num_classes, in_channels=in_channels, width=width, hidden=hidden)
@@ -115,7 +139,7 @@ def resnet_cifar(
 
 def builtin_architectures() -> dict[str, Callable[..., nn.Module]]:
     """Name → factory of the built-in architectures (each accepts ``num_classes`` and ``in_channels``)."""
-    return {"digits_cnn": digits_cnn, "resnet_cifar": resnet_cifar}
+    return {"digits_cnn": digits_cnn, "digits_mlp": digits_mlp, "resnet_cifar": resnet_cifar}
 
 
 def _call_factory(factory: Callable[..., nn.Module], num_classes: int, in_channels: int) -> nn.Module:
