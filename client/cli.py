@@ -22,6 +22,12 @@ _PARTS = (
         ("serve", "demo"),
         ("onnxruntime", "onnx", "yaml", "pydantic_settings", "prometheus_client", "grpc_reflection"),
     ),
+    (
+        "sisguard.server.calibrate",
+        "server",
+        ("calibrate",),
+        ("onnxruntime", "onnx", "yaml", "pydantic_settings", "prometheus_client"),
+    ),
     ("sisguard.prune.cli", "prune", ("prune", "evaluate", "family"), ("torch", "onnxruntime", "sklearn", "matplotlib")),
 )
 

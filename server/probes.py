@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from sisguard.server.batching.batcher import BACKGROUND
+from sisguard.server.config import ShiftSpec
 from sisguard.server.errors import Unavailable
 from sisguard.server.outputs import to_probabilities
 from sisguard.server.shadow import SamplerGroup, SamplingConfig
@@ -112,39 +113,51 @@ class ShiftProbes(SamplerGroup):
 
     def handler(self, pair: Pair) -> Callable[[np.ndarray], Awaitable[None]]:
         cfg = pair.config.shadow.shift_probe
-        shifts = [s for s in cfg.shifts if shift_applies(s.kind, pair.input_shape)]
+        shifts = probed_shifts(pair)
         skipped = [s.name for s in cfg.shifts if s not in shifts]
         if skipped:
             log.warning("pair %s: shifts %s need two spatial axes; not probing them", pair.name, ", ".join(skipped))
-        variants = pair.variants
-        others = [v for v in variants if v != "dense"]
-        kind = pair.config.output_kind
 
         async def probe(row: np.ndarray) -> None:
             if not self.service.ready:
                 raise Unavailable("server is not ready")
-            blocks = [row[None]]
-            for s in shifts:
-                blocks.append(shifted_copies(row, s.kind, s.level, s.copies, cfg.value_range, self._rng))
-            batch = np.concatenate(blocks, axis=0)
-            deadline = time.monotonic() + self.timeout
-            raws = await asyncio.gather(
-                *(pair.batchers[v].submit(batch, deadline=deadline, priority=BACKGROUND) for v in variants)
-            )
-            probs = {v: to_probabilities(r, kind) for v, r in zip(variants, raws, strict=True)}
-            clean = {v: p[:1] for v, p in probs.items()}
-            shifted: dict[str, dict[str, np.ndarray]] = {}
-            start = 1
-            for s in shifts:
-                shifted[s.name] = {v: p[start : start + s.copies] for v, p in probs.items()}
-                start += s.copies
-            values = probe_measures(clean, shifted, others)
+            values = await shift_probe(pair, row, self._rng, deadline=time.monotonic() + self.timeout)
             signal = self.service.signals.get(pair.name)
             if signal is not None:
                 signal.add_values(values)
             for s in shifts:
-                unstable = {v: round(values[f"instability/{s.name}"][v] * s.copies) for v in variants}
-                disagreeing = {v: round(values[f"disagreement/{s.name}"][v] * s.copies) for v in others}
+                unstable = {v: round(values[f"instability/{s.name}"][v] * s.copies) for v in pair.variants}
+                disagreeing = {
+                    v: round(values[f"disagreement/{s.name}"][v] * s.copies) for v in pair.variants if v != "dense"
+                }
                 self._report("result", pair.name, s.name, s.copies, unstable, disagreeing)
 
         return probe
+
+
+def probed_shifts(pair: Pair) -> list[ShiftSpec]:
+    """The pair's configured shifts that apply to its input shape."""
+    return [s for s in pair.config.shadow.shift_probe.shifts if shift_applies(s.kind, pair.input_shape)]
+
+
+async def shift_probe(
+    pair: Pair, row: np.ndarray, rng: np.random.Generator, *, deadline: float | None, priority: int = BACKGROUND
+) -> dict[str, dict[str, float]]:
+    """The probe measures of one input: the clean row and its shifted copies through every model of the pair."""
+    cfg = pair.config.shadow.shift_probe
+    shifts = probed_shifts(pair)
+    variants = pair.variants
+    blocks = [row[None]]
+    for s in shifts:
+        blocks.append(shifted_copies(row, s.kind, s.level, s.copies, cfg.value_range, rng))
+    batch = np.concatenate(blocks, axis=0)
+    runs = (pair.batchers[v].submit(batch, deadline=deadline, priority=priority) for v in variants)
+    raws = await asyncio.gather(*runs)
+    probs = {v: to_probabilities(r, pair.config.output_kind) for v, r in zip(variants, raws, strict=True)}
+    clean = {v: p[:1] for v, p in probs.items()}
+    shifted: dict[str, dict[str, np.ndarray]] = {}
+    start = 1
+    for s in shifts:
+        shifted[s.name] = {v: p[start : start + s.copies] for v, p in probs.items()}
+        start += s.copies
+    return probe_measures(clean, shifted, [v for v in variants if v != "dense"])
