@@ -66,40 +66,39 @@ async def test_verdicts_follow_known_damage_and_reach_metrics_and_the_sdk(tmp_pa
         [pair("same", m["dense"], m["copy"], m["copy"]), pair("fragile", m["dense"], m["fragile"], m["copy"])],
         runtime={"providers": ["cpu"], "intra_op_threads": 1},
     )
-    async with running(config) as app:
-        async with AsyncClient(f"127.0.0.1:{app.port}", timeout=30) as client:
-            before = await client.pair_health("fragile")
-            assert before.verdict == "insufficient_data" and before.samples_needed == 20
-            rows = grid_rows(40)
-            for name in ("same", "fragile"):
-                for i in range(0, 40, 8):
-                    await client.predict(name, rows[i : i + 8])
-            signals = app.service.signals
-            await until(lambda: all(signals[n].samples("instability/uniform-0.05") >= 40 for n in signals))
-            same, fragile = await client.pair_health("same"), await client.pair_health("fragile")
-            assert same.verdict == "healthy", same
-            assert fragile.verdict == "damaged", fragile
-            decided = {e.name: e for e in fragile.measures if e.damaged}
-            assert "instability/uniform-0.05" in decided and decided["instability/uniform-0.05"].lower > 0.05
-            assert same.reference == fragile.reference == "control"
-            info = {p.name: p for p in await client.models()}
-            assert info["fragile"].control is not None and info["fragile"].control.infer_name == "fragile.control"
-            assert info["fragile"].verdict_reference == "control"
-            with pytest.raises(NotFound):
-                await client.pair_health("nope")
+    async with running(config) as app, AsyncClient(f"127.0.0.1:{app.port}", timeout=30) as client:
+        before = await client.pair_health("fragile")
+        assert before.verdict == "insufficient_data" and before.samples_needed == 20
+        rows = grid_rows(40)
+        for name in ("same", "fragile"):
+            for i in range(0, 40, 8):
+                await client.predict(name, rows[i : i + 8])
+        signals = app.service.signals
+        await until(lambda: all(signals[n].samples("instability/uniform-0.05") >= 40 for n in signals))
+        same, fragile = await client.pair_health("same"), await client.pair_health("fragile")
+        assert same.verdict == "healthy", same
+        assert fragile.verdict == "damaged", fragile
+        decided = {e.name: e for e in fragile.measures if e.damaged}
+        assert "instability/uniform-0.05" in decided and decided["instability/uniform-0.05"].lower > 0.05
+        assert same.reference == fragile.reference == "control"
+        info = {p.name: p for p in await client.models()}
+        assert info["fragile"].control is not None and info["fragile"].control.infer_name == "fragile.control"
+        assert info["fragile"].verdict_reference == "control"
+        with pytest.raises(NotFound):
+            await client.pair_health("nope")
 
-            def exported(name: str, verdict: str) -> float | None:
-                return app.registry.get_sample_value("sisguard_pair_verdict", {"pair": name, "verdict": verdict})
+        def exported(name: str, verdict: str) -> float | None:
+            return app.registry.get_sample_value("sisguard_pair_verdict", {"pair": name, "verdict": verdict})
 
-            await until(lambda: exported("fragile", "damaged") == 1.0 and exported("same", "healthy") == 1.0)
-            assert exported("fragile", "healthy") == 0.0 and exported("fragile", "insufficient_data") == 0.0
-            lower = app.registry.get_sample_value(
-                "sisguard_rationale_excess",
-                {"pair": "fragile", "measure": "instability/uniform-0.05", "bound": "lower"},
-            )
-            assert lower is not None and lower > 0.05
-            # shadow explanations ran the control too and fed the explanation measures
-            await until(lambda: signals["fragile"].samples("cross_insufficiency") > 0)
+        await until(lambda: exported("fragile", "damaged") == 1.0 and exported("same", "healthy") == 1.0)
+        assert exported("fragile", "healthy") == 0.0 and exported("fragile", "insufficient_data") == 0.0
+        lower = app.registry.get_sample_value(
+            "sisguard_rationale_excess",
+            {"pair": "fragile", "measure": "instability/uniform-0.05", "bound": "lower"},
+        )
+        assert lower is not None and lower > 0.05
+        # shadow explanations ran the control too and fed the explanation measures
+        await until(lambda: signals["fragile"].samples("cross_insufficiency") > 0)
 
 
 def test_a_control_whose_signature_differs_stops_start_up_naming_the_file(tmp_path: Path, signal_models) -> None:
