@@ -115,8 +115,9 @@ class InferenceServicer(ip_grpc.GRPCInferenceServiceServicer):
             raise InvalidArgument(
                 f"datatype {spec.datatype!r} is not supported; expected one of {', '.join(tensors.OIP_DTYPES)}"
             )
-        shape = list(spec.shape)
         limit = self.service.limits.max_elements
+        count = tensors.check_shape(spec.shape, f"input {spec.name}", limit)  # before anything copies the shape
+        shape = list(spec.shape)
         if request.raw_input_contents:
             if len(request.raw_input_contents) != 1:
                 raise InvalidArgument(f"raw_input_contents has {len(request.raw_input_contents)} entries for 1 input")
@@ -124,7 +125,6 @@ class InferenceServicer(ip_grpc.GRPCInferenceServiceServicer):
         field = _CONTENTS_FIELD.get(spec.datatype)
         if field is None:
             raise InvalidArgument(f"datatype {spec.datatype} must be sent as raw_input_contents")
-        count = tensors.check_shape(shape, f"input {spec.name}", limit)
         values = getattr(spec.contents, field)
         if len(values) != count:
             raise InvalidArgument(

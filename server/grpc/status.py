@@ -95,12 +95,16 @@ def _trailer(rid: str) -> tuple[tuple[str, str], ...]:
     return ((REQUEST_ID_KEY, rid),)
 
 
+class StalledStream(errors.DeadlineExceeded):
+    """The client took no streamed message for the write timeout."""
+
+
 async def write_within(context: grpc.aio.ServicerContext, item: Any, timeout: float | None) -> None:
     """Send one streamed message; a client that does not take it within ``timeout`` ends the call."""
     try:
         await asyncio.wait_for(context.write(item), timeout)
     except TimeoutError:
-        raise errors.DeadlineExceeded(
+        raise StalledStream(
             f"the client read nothing for {timeout:g} s; the stream was ended (stream_write_timeout_seconds)"
         ) from None
 
@@ -167,18 +171,28 @@ def stream(rpc: str) -> Callable[..., Callable[..., Awaitable[None]]]:
                 self.observer.call_started(rpc)
             code = grpc.StatusCode.OK
             message = ""
+            stalled = False
+            items = fn(self, request, context, rid)
             try:
-                async for item in fn(self, request, context, rid):
+                async for item in items:
                     await write_within(context, item, self.write_timeout)
             except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED
                 raise
             except Exception as exc:
                 code, message = classify(exc, rpc, rid)
+                stalled = isinstance(exc, StalledStream)
             finally:
+                await items.aclose()  # type: ignore[attr-defined]  # stops the work behind the stream
                 if self.observer:
                     self.observer.call_finished(rpc, code.name, time.monotonic() - start)
-            if code != grpc.StatusCode.OK:
+            if stalled:
+                # abort() would wait behind the unread message; return instead: the handler (and
+                # the call in flight) ends now, the status goes out if the client ever reads.
+                log.info("rpc %s: client stopped reading, stream ended (request id %s)", rpc, rid)
+                context.set_code(code)
+                context.set_details(message)
+            elif code != grpc.StatusCode.OK:
                 await context.abort(code, message, trailing_metadata=_trailer(rid))
 
         return method

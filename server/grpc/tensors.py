@@ -72,8 +72,9 @@ def check_shape(shape: Sequence[int], what: str, max_elements: int) -> int:
     return count
 
 
-def decode(buffer: bytes, dtype: np.dtype, shape: list[int], what: str, max_elements: int) -> np.ndarray:
+def decode(buffer: bytes, dtype: np.dtype, shape: Sequence[int], what: str, max_elements: int) -> np.ndarray:
     count = check_shape(shape, what, max_elements)
+    shape = list(shape)  # only now: a repeated field can hold millions of dimensions
     expected = count * dtype.itemsize
     if len(buffer) != expected:
         raise InvalidArgument(
@@ -110,7 +111,7 @@ def to_numpy(t: pb.Tensor, what: str, max_elements: int) -> np.ndarray:
         names = ", ".join(pb.DataType.Name(c) for c in DTYPES)
         got = pb.DataType.Name(t.dtype) if t.dtype in pb.DataType.values() else str(t.dtype)
         raise InvalidArgument(f"{what}: dtype {got} is not supported; expected one of {names}")
-    return decode(t.data, dtype, list(t.shape), what, max_elements)
+    return decode(t.data, dtype, t.shape, what, max_elements)
 
 
 def dtype_code(dtype: np.dtype) -> int:

@@ -105,3 +105,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
         rogue_ca=rogue_file,
         rogue_client=_write(d, "rogue-client", *_leaf("intruder", rogue, server=False)),
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "timing: asserts a time bound (with generous slack); the only timing assertions in the suite"
+    )
