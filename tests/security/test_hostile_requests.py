@@ -99,9 +99,7 @@ async def test_small_rpcs_have_a_small_message_limit(channel: grpc.aio.Channel) 
     code, details = await status_of(channel.unary_unary("/sisguard.v1.SISGuard/ListModels")(big, timeout=30))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert f"limit of {SMALL_MESSAGE_BYTES} bytes" in details
-    code, details = await status_of(
-        channel.unary_unary("/grpc.health.v1.Health/Check")(big, timeout=30)
-    )
+    code, details = await status_of(channel.unary_unary("/grpc.health.v1.Health/Check")(big, timeout=30))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     await still_serving(channel)
 
@@ -183,7 +181,9 @@ async def test_a_stream_the_client_does_not_read_is_ended_by_the_server(config: 
         # A tiny receive window: the server's writes block as soon as a few events are unread.
         opts = [("grpc.http2.lookahead_bytes", 256), ("grpc.http2.bdp_probe", 0)]
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}", options=opts) as ch:
-            req = pb.ExplainRequest(pair="mini", input=from_numpy(X), max_sis=64, threshold_relative=0.99, return_backselect=True)
+            req = pb.ExplainRequest(
+                pair="mini", input=from_numpy(X), max_sis=64, threshold_relative=0.99, return_backselect=True
+            )
             call = pb_grpc.SISGuardStub(ch).ExplainStream(req, timeout=120)
             await call.initial_metadata()
             # Wait (by events, not time) for the server to give up on the stalled stream.
