@@ -10,10 +10,11 @@ computing sensitivities.
     python bench/bench_prune_methods.py                       # both tasks, defaults below
     python bench/bench_prune_methods.py --tasks digits --ratios 0.5,0.9 --json out.json
 
-Defaults are sized for a shared 2-core CPU (about 30–60 minutes): digits_cnn on digits
-(30 dense epochs), resnet_cifar width 8 on synthetic32 with 1600 samples (10 dense epochs);
-2 cycles × 2 retraining epochs per model (digits: 2 × 4); 128 sensitivity inputs;
-δ = 0.5 pp. Not a test: it asserts nothing; it prints Markdown tables.
+Defaults are sized for a 2-core CPU shared with other work (about 30 minutes at nice 10):
+digits_cnn on digits (30 dense epochs, 2 cycles × 3 retraining epochs per model, all six
+variants) and resnet_cifar width 4 on synthetic32 with 1200 samples (10 dense epochs, 2 cycles
+× 2 retraining epochs, WT/SiPP/FT/PFP); 128 sensitivity inputs; δ = 0.5 pp; one torch thread.
+Not a test: it asserts nothing; it prints Markdown tables.
 """
 
 from __future__ import annotations
@@ -47,14 +48,14 @@ VARIANTS = {"wt": ("wt", "sample"), "sipp": ("sipp", "sample"), "sipp-topk": ("s
             "ft": ("ft", "sample"), "pfp": ("pfp", "sample"), "pfp-topk": ("pfp", "topk")}
 
 
-def _task(name: str, seed: int, synthetic_n: int) -> tuple[Any, Any, dict[str, Any]]:
+def _task(name: str, seed: int, synthetic_n: int, width: int) -> tuple[Any, Any, dict[str, Any]]:
     seed_everything(seed)
     if name == "digits":
         return digits_cnn(), load_digits(), {"arch": "digits_cnn", "width": 8, "dense_epochs": 30,
-                                             "retrain_epochs": 4}
+                                             "retrain_epochs": 3}
     data = synthetic32(synthetic_n, seed)
-    return (resnet_cifar(num_classes=data.num_classes, width=8), data,
-            {"arch": "resnet_cifar", "width": 8, "dense_epochs": 10, "retrain_epochs": 2})
+    return (resnet_cifar(num_classes=data.num_classes, width=width), data,
+            {"arch": "resnet_cifar", "width": width, "dense_epochs": 10, "retrain_epochs": 2})
 
 
 def _time_prune_step(dense: torch.nn.Module, data: Any, method: str, selection: str, ratio: float,
@@ -82,7 +83,7 @@ def _time_prune_step(dense: torch.nn.Module, data: Any, method: str, selection: 
 def run_task(task: str, variants: list[str], ratios: list[float], args: argparse.Namespace,
              workdir: Path) -> dict[str, Any]:
     """Train the dense model, build and evaluate the family; return the evaluation plus timings."""
-    model, data, info = _task(task, args.seed, args.synthetic_n)
+    model, data, info = _task(task, args.seed, args.synthetic_n, args.synthetic_width)
     if args.dense_epochs is not None:
         info["dense_epochs"] = args.dense_epochs
     if args.retrain_epochs is not None:
@@ -160,7 +161,10 @@ def main() -> None:
     parser.add_argument("--ratios", default="0.3,0.5,0.7,0.9,0.95")
     parser.add_argument("--cycles", type=int, default=2)
     parser.add_argument("--sensitivity-samples", type=int, default=128)
-    parser.add_argument("--synthetic-n", type=int, default=1600)
+    parser.add_argument("--synthetic-n", type=int, default=1200)
+    parser.add_argument("--synthetic-width", type=int, default=4, help="resnet_cifar width (default 4)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: spinning OpenMP threads crawl on a busy machine)")
     parser.add_argument("--delta", type=float, default=0.5, help="prune-potential tolerance in pp (default 0.5)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dense-epochs", type=int, help="override the dense epochs of every task")
@@ -168,6 +172,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write all results to this JSON file")
     args = parser.parse_args()
     ratios = [float(r) for r in args.ratios.split(",")]
+    torch.set_num_threads(args.threads)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
           f"{torch.__version__} ({torch.get_num_threads()} threads), seed {args.seed}\n", flush=True)
     results = {}
