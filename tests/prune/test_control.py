@@ -78,6 +78,12 @@ def test_run_prune_writes_the_control_into_manifest_and_pair_yaml(digits, tmp_pa
     written = json.loads((tmp_path / "manifest.json").read_text())
     assert written["accuracy"]["control"] == manifest["accuracy"]["control"]
     assert len({_sha(tmp_path / f) for f in ("dense.onnx", "pruned.onnx", "control.onnx")}) == 3
+    from sisguard.server.config import load_settings
+
+    config = tmp_path / "server.yaml"
+    config.write_text("pairs:\n" + "".join(f"  {line}\n" for line in block.splitlines()))
+    (pair,) = load_settings(config).pairs
+    assert pair.control == (tmp_path / "control.onnx").resolve() and pair.control_sha256 == entry["control_sha256"]
 
 
 def test_no_control_writes_none(digits, tmp_path: Path) -> None:

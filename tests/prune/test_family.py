@@ -172,6 +172,11 @@ def test_tiny_family_end_to_end_and_cache(tmp_path: Path) -> None:
         for role in ("dense", "pruned", "control"):
             assert pair[f"{role}_sha256"] == _sha(out / pair[role])
     assert pairs["control2"]["pruned"] == "control2.onnx"
+    from sisguard.server.config import load_settings
+
+    served = {p.name: p for p in load_settings(out / "family.yaml").pairs}  # the server reads it as is
+    assert served["wt_0.5"].control == (out / "control.onnx").resolve()
+    assert served["control2"].pruned == (out / "control2.onnx").resolve()
 
     # same configuration: nothing retrained, same files
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.onnx")}
