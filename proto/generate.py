@@ -7,8 +7,10 @@ newer generators would pin the runtime to their own major version. Run:
     python proto/generate.py           # rewrite the stubs
     python proto/generate.py --check   # exit 1 if the committed stubs differ from a fresh run
 
-The generator runs in a throw-away virtual environment (cached under .cache/protoc) so that its
-old protobuf never meets the project's environment.
+The generator runs in a throw-away virtual environment so that its old protobuf never meets the
+project's environment. It is cached outside the checkout, in $SISGUARD_PROTOC_ENV or else
+$XDG_CACHE_HOME/sisguard/protoc (~/.cache/sisguard/protoc); making it needs the package index
+once. Exit status 3 means the generator could not be installed.
 """
 
 from __future__ import annotations
@@ -34,14 +36,33 @@ IMPORT_REWRITES = {
 }
 
 
+class GeneratorUnavailable(Exception):
+    """grpcio-tools could not be installed (no index reachable, no wheel for this platform)."""
+
+
+def _env_dir() -> Path:
+    if os.environ.get("SISGUARD_PROTOC_ENV"):
+        return Path(os.environ["SISGUARD_PROTOC_ENV"])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "sisguard" / "protoc"
+
+
 def _generator_python() -> Path:
-    env_dir = HERE.parent / ".cache" / "protoc"
+    env_dir = _env_dir()
     python = env_dir / "bin" / "python"
     marker = env_dir / GRPCIO_TOOLS
     if not marker.exists():
         shutil.rmtree(env_dir, ignore_errors=True)
         venv.create(env_dir, with_pip=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", GRPCIO_TOOLS], check=True)
+        proc = subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", GRPCIO_TOOLS],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            shutil.rmtree(env_dir, ignore_errors=True)
+            last = (proc.stderr.strip().splitlines() or ["pip failed"])[-1]
+            raise GeneratorUnavailable(f"cannot install {GRPCIO_TOOLS}: {last}")
         marker.touch()
     return python
 
@@ -92,4 +113,8 @@ def main() -> int:
 
 if __name__ == "__main__":
     os.chdir(HERE)
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except GeneratorUnavailable as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(3)
