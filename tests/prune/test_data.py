@@ -63,6 +63,7 @@ def test_unknown_dataset_name() -> None:
         load_dataset("imagenet")
 
 
+@pytest.mark.slow  # trains a CNN for about two minutes on two cores
 def test_synthetic32_has_a_real_decision_a_small_cnn_learns() -> None:
     import torch
 
