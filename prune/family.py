@@ -78,8 +78,13 @@ from sisguard.prune.shifts import Shift, apply_shift, parse_shift
 from sisguard.prune.train import Log, TrainConfig
 from sisguard.prune.wt import count_nonzero
 
-#: bumped when the layout or the meaning of a field changes (part of the cache key)
+#: bumped when the layout of the models changes (part of the models' cache key)
 FAMILY_FORMAT = 1
+#: bumped when the ground truth's fields or their meaning change (recomputed, models kept)
+GROUND_TRUTH_FORMAT = 2
+#: the fields that decide the models; the others (shifts, thresholds) only the ground truth
+MODEL_FIELDS = ("arch", "data", "width", "n_train", "synthetic_n", "synthetic_test_fraction", "methods", "ratios",
+                "cycles", "train", "retrain", "seed", "control_seeds", "opset", "channel_multiple")
 
 Mode = Literal["full", "quick"]
 
@@ -184,8 +189,15 @@ class FamilyConfig(BaseModel):
         return make_config(**{**base, **overrides})
 
     def config_hash(self) -> str:
-        """SHA-256 of the configuration and the family format (the cache key)."""
-        text = json.dumps({"format": FAMILY_FORMAT, "config": self.model_dump(mode="json")}, sort_keys=True)
+        """SHA-256 of the whole configuration and both formats (the ground truth's cache key)."""
+        text = json.dumps({"format": FAMILY_FORMAT, "ground_truth_format": GROUND_TRUTH_FORMAT,
+                           "config": self.model_dump(mode="json")}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def models_hash(self) -> str:
+        """SHA-256 of the fields that decide the models (their cache key): shifts and thresholds are not among them."""
+        fields = self.model_dump(mode="json", include=set(MODEL_FIELDS))
+        text = json.dumps({"format": FAMILY_FORMAT, "models": fields}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
     def prune_config(self, method: str, ratio: float) -> PruneConfig:
@@ -329,6 +341,11 @@ def ground_truth(wrong: dict[str, dict[str, np.ndarray]], kinds: dict[str, dict[
             label=label_of(excess, config.damaged_pp, config.healthy_pp),
             label_robust=label_is_robust(excess, {s: r["se_vs_dense_pp"] for s, r in rows.items()},
                                          config.damaged_pp, config.healthy_pp),
+            label_vs_control=label_of({s: r["excess_over_control_pp"] for s, r in rows.items()},
+                                      config.damaged_pp, config.healthy_pp),
+            label_vs_control_robust=label_is_robust(
+                {s: r["excess_over_control_pp"] for s, r in rows.items()},
+                {s: r["se_vs_control_pp"] for s, r in rows.items()}, config.damaged_pp, config.healthy_pp),
         )
         models[name] = entry
     noise: dict[str, Any] = {}
@@ -342,6 +359,8 @@ def ground_truth(wrong: dict[str, dict[str, np.ndarray]], kinds: dict[str, dict[
             "growth_over_dense_pp": "(error under shift − clean error) of the model minus that of the dense model",
             "label": f"damaged: excess over dense ≥ {config.damaged_pp} under some shift; healthy: ≤ "
                      f"{config.healthy_pp} under every shift; grey otherwise",
+            "label_vs_control": "the same rule on the excess over the control (not the issue's ground truth; "
+                                "shows where the dense model's own fragility decides the label)",
             "se": "paired standard error over held-out images (noise draws averaged per image)",
         },
         "thresholds_pp": {"damaged": config.damaged_pp, "healthy": config.healthy_pp,
@@ -362,8 +381,8 @@ def markdown_table(gt: dict[str, Any]) -> str:
              "over the dense model under the shift, points ± one paired standard error. Label: "
              f"{gt['definition']['label']} (* = changes within one standard error).", "",
              "| model | ratio | clean acc | Δ clean | " + " | ".join(shifts)
-             + " | worst vs dense | worst vs control | label |",
-             "|---|---|---|---|" + "---|" * len(shifts) + "---|---|---|"]
+             + " | worst vs dense | worst vs control | label | label vs control |",
+             "|---|---|---|---|" + "---|" * len(shifts) + "---|---|---|---|"]
     for name, m in gt["models"].items():
         cells = [f"{m['shifts'][s]['excess_over_dense_pp']:+.1f}±{m['shifts'][s]['se_vs_dense_pp']:.1f}"
                  for s in shifts]
@@ -374,7 +393,8 @@ def markdown_table(gt: dict[str, Any]) -> str:
             + " | ".join(cells)
             + f" | {m['worst_excess_over_dense_pp']:+.1f} ({m['worst_shift']}) | "
             f"{m['worst_excess_over_control_pp']:+.1f} ({m['worst_shift_vs_control']}) | "
-            f"{m['label']}{'' if m['label_robust'] else '*'} |")
+            f"{m['label']}{'' if m['label_robust'] else '*'} | "
+            f"{m['label_vs_control']}{'' if m['label_vs_control_robust'] else '*'} |")
     if gt["control2_minus_control_pp"]:
         noise = gt["control2_minus_control_pp"]
         lines += ["", "Retraining noise (control2 − control, points): "
@@ -404,8 +424,8 @@ def _family_yaml(models: dict[str, dict[str, Any]], class_labels: list[str]) -> 
     return "\n".join(lines) + "\n"
 
 
-def _read_state(out: Path, config_hash: str, log: Log | None) -> dict[str, Any]:
-    """The recorded state when it belongs to this configuration; otherwise clear the old family's files."""
+def _read_state(out: Path, models_hash: str, log: Log | None) -> dict[str, Any]:
+    """The recorded state when its models belong to this configuration; otherwise clear the old family's files."""
     path = out / "family.json"
     if not path.is_file():
         return {}
@@ -413,7 +433,7 @@ def _read_state(out: Path, config_hash: str, log: Log | None) -> dict[str, Any]:
         state = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         state = {}
-    if state.get("config_hash") == config_hash:
+    if state.get("models_hash") == models_hash:
         return state  # type: ignore[no-any-return]
     if log is not None:
         log(f"[family] {out}: configuration changed, rebuilding")
@@ -439,11 +459,11 @@ def make_family(config: FamilyConfig, out_dir: str | Path, log: Log | None = Non
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    digest = config.config_hash()
+    digest, models_digest = config.config_hash(), config.models_hash()
     if force:
         _read_state(out, "", None)
-    state = _read_state(out, digest, log)
-    if state.get("complete") and (out / "ground_truth.json").is_file() and all(
+    state = _read_state(out, models_digest, log)
+    if state.get("complete") and state.get("config_hash") == digest and (out / "ground_truth.json").is_file() and all(
             _reusable(out, state, n) for n in state.get("models", {})):
         if log is not None:
             log(f"[family] {out}: cached (config {digest[:12]})")
@@ -459,7 +479,8 @@ def make_family(config: FamilyConfig, out_dir: str | Path, log: Log | None = Non
     for prune_config in configs.values():  # every check before any training
         validate_setup(dense, data, prune_config)
     base = next(iter(configs.values()))
-    state = {"format": FAMILY_FORMAT, "config_hash": digest, "config": config.model_dump(mode="json"),
+    state = {"format": FAMILY_FORMAT, "config_hash": digest, "models_hash": models_digest,
+             "config": config.model_dump(mode="json"),
              "data": {"name": data.name, "n_train": len(data.x_train), "n_test": len(data.x_test),
                       "input_shape": list(data.input_shape), "num_classes": data.num_classes},
              "complete": False, "models": dict(state.get("models", {}))}
@@ -500,7 +521,7 @@ def make_family(config: FamilyConfig, out_dir: str | Path, log: Log | None = Non
     sessions = {n: make_session(out / state["models"][n]["file"], threads=2) for n in order}
     wrong = shifted_wrong(sessions, data, [parse_shift(s) for s in config.shifts], config.noise_draws)
     gt = ground_truth(wrong, state["models"], config)
-    gt = {"config_hash": digest, "config": state["config"], "data": state["data"], **gt}
+    gt = {"config_hash": digest, "models_hash": models_digest, "config": state["config"], "data": state["data"], **gt}
     (out / "ground_truth.json").write_text(json.dumps(gt, indent=2) + "\n")
     (out / "ground_truth.md").write_text(markdown_table(gt))
     labels = [str(i) for i in range(data.num_classes)]

@@ -86,6 +86,10 @@ def test_ground_truth_on_constructed_errors() -> None:
     assert wt["shifts"]["brightness-0.3"]["excess_over_control_pp"] == pytest.approx(4.4)
     assert wt["worst_shift"] == "brightness-0.3" and wt["worst_excess_over_dense_pp"] == pytest.approx(2.4)
     assert wt["label"] == "damaged" and wt["clean_within_tolerance"]
+    assert wt["label_vs_control"] == "damaged"
+    # a model the dense model's fragility hides: no worse than dense, 2 points worse than the control
+    assert models["grey"]["label_vs_control"] == "damaged"
+    assert models["control"]["label_vs_control"] == "healthy"
     assert models["healthy"]["label"] == "healthy" and models["healthy"]["clean_within_tolerance"]
     assert models["grey"]["label"] == "grey"
     collapsed = models["collapsed"]
@@ -147,6 +151,7 @@ TINY = {"methods": ("wt",), "ratios": (0.5,), "cycles": 1, "train": TrainConfig(
         "retrain": TrainConfig(epochs=1, lr=1e-3), "shifts": ("gaussian-0.1", "brightness-0.3"), "noise_draws": 2}
 
 
+@pytest.mark.timeout(900)  # five small builds: well under a minute alone, longer on a shared machine
 def test_tiny_family_end_to_end_and_cache(tmp_path: Path) -> None:
     out = tmp_path / "fam"
     lines: list[str] = []
@@ -192,7 +197,14 @@ def test_tiny_family_end_to_end_and_cache(tmp_path: Path) -> None:
     assert resumed["models"]["wt_0.5"]["sha256"] == gt["models"]["wt_0.5"]["sha256"]
     assert not any("[dense]" in line or "[control]" in line for line in lines)
 
-    # another configuration rebuilds (and removes the models the old one had)
+    # other shifts or thresholds: the models stay, only the ground truth is measured again
+    lines.clear()
+    relabelled = make_family(make_config(**{**TINY, "shifts": ("blur-0.8",), "damaged_pp": 1.0}), out, log=lines.append)
+    assert relabelled["shifts"] == ["blur-0.8"] and relabelled["thresholds_pp"]["damaged"] == 1.0
+    assert relabelled["models"]["wt_0.5"]["sha256"] == gt["models"]["wt_0.5"]["sha256"]
+    assert not any("epoch" in line for line in lines)
+
+    # another configuration of the models rebuilds (and removes the models the old one had)
     other = make_family(make_config(**{**TINY, "ratios": (0.6,)}), out, log=None)
     assert set(other["models"]) == {"dense", "control", "control2", "wt_0.6"}
     assert not (out / "wt_0.5.onnx").exists()
