@@ -7,6 +7,7 @@ print one line on stderr and exit 1 (2 for usage errors).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -52,7 +53,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     explain.add_argument(
         "--features", type=_features, metavar="pixel|element|patch:HxW", help="feature groups (default: the pair's)"
     )
-    explain.add_argument("--baseline", help="zeros, mean, or a number (default: the pair's)")
+    explain.add_argument("--baseline", help="zeros, mean, blur, or a number (default: the pair's)")
     explain.add_argument("--max-sis", type=int, default=1, help="disjoint SIS to collect per model (default 1)")
     explain.add_argument("--variants", choices=("dense", "pruned", "both"), default="both")
     explain.add_argument("--batch-k", type=int, help="batched mode: features removed per BackSelect step")
@@ -141,6 +142,8 @@ def _command(fn: Callable[[argparse.Namespace, Client], int]) -> Callable[[argpa
             return _fail(str(exc))
         except ImportError as exc:
             return _fail(str(exc))
+        except BrokenPipeError:
+            raise  # the reader of stdout went away: not an error (handled once, in cli.main)
         except OSError as exc:
             return _fail(f"{getattr(exc, 'filename', None) or ''} {exc.strerror or exc}".strip())
         except KeyboardInterrupt:
@@ -348,15 +351,17 @@ def _num_features(info: PairInfo, features: Features | None) -> int | None:
 
 
 def _baseline(text: str | None) -> str | float | None:
-    if text is None or text in ("zeros", "mean"):
+    if text is None or text in ("zeros", "mean", "blur"):
         return text
     try:
         return float(text)
     except ValueError:
-        raise InvalidInput(f"--baseline must be 'zeros', 'mean' or a number, got {text!r}") from None
+        raise InvalidInput(f"--baseline must be 'zeros', 'mean', 'blur' or a number, got {text!r}") from None
 
 
 def explain_command(args: argparse.Namespace, client: Client) -> int:
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:  # before any work
+        return _fail("--plot needs matplotlib: pip install matplotlib (or '.[plot]' in a sisguard checkout)", 2)
     info = _pair_info(client, args.pair)
     x = _load(args, info)
     bar = _ProgressBar(sys.stderr, _num_features(info, args.features), max(1, args.max_sis), args.progress)
