@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Sequence
 
@@ -41,10 +42,11 @@ def _require(modules: tuple[str, ...]) -> None:
 
 def _missing(extra: str, error: ImportError) -> object:
     package = f"sisguard[{extra}]" if extra else "sisguard"
+    install = f"pip install '.[{extra}]'" if extra else "pip install ."
 
     def run(args: argparse.Namespace) -> int:
         print(
-            f"sisguard: error: '{args.command}' needs {package} (pip install '{package}'): {error}",
+            f"sisguard: error: '{args.command}' needs {package} ({install} in a sisguard checkout): {error}",
             file=sys.stderr,
         )
         return 2
@@ -75,7 +77,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if rest and not getattr(args, "needs_extra", False):  # a missing part's command takes any options
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+        sys.stdout.flush()  # inside the try: a closed pipe shows here, not at interpreter exit
+    except BrokenPipeError:
+        # The reader went away (`sisguard models | head -1`): what it wanted was written. Point
+        # stdout at /dev/null so the interpreter's final flush does not complain either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     return code
 
 

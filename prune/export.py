@@ -57,9 +57,54 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: str | Path
             if program is None:
                 raise PruneError("torch.onnx.export returned no program")
             program.save(str(path), external_data=False)
+        reproducible(path)
     finally:
         quiet.setLevel(level)
         model.train(was_training)
+
+
+def _path_dependent(key: str, value: str) -> bool:
+    return key.endswith("stack_trace") or 'File "' in value
+
+
+def _drop_path_dependent(holder: object) -> None:
+    props = holder.metadata_props  # type: ignore[attr-defined]
+    keep = [(kv.key, kv.value) for kv in props if not _path_dependent(kv.key, kv.value)]
+    del props[:]
+    for key, value in keep:
+        props.add(key=key, value=value)
+
+
+def reproducible(path: str | Path) -> None:
+    """Rewrite an exported file without what depends on where the code lives.
+
+    torch's exporter records a Python stack trace per node (``pkg.torch.onnx.stack_trace``, with
+    absolute source paths); the same model exported from two checkouts would differ in bytes and
+    fail a pinned sha256. Those entries (and node doc strings, which can carry the same) go; the
+    graph and its weights are untouched.
+    """
+    import onnx
+
+    proto = onnx.load(str(path))
+
+    def clean(graph: onnx.GraphProto) -> None:
+        for node in graph.node:
+            _drop_path_dependent(node)
+            node.doc_string = ""
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    clean(attr.g)
+                for sub in attr.graphs:
+                    clean(sub)
+
+    clean(proto.graph)
+    for fn in proto.functions:
+        for node in fn.node:
+            _drop_path_dependent(node)
+            node.doc_string = ""
+    _drop_path_dependent(proto)
+    _drop_path_dependent(proto.graph)
+    onnx.save(proto, str(path))
 
 
 def make_session(path: str | Path, threads: int = 1):
