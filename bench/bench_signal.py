@@ -4,7 +4,7 @@ Run from the repository root::
 
     python bench/bench_signal.py                   # quick: digits, WT/FT at 0.5/0.7/0.9 (about 5 min on 2 cores)
     python bench/bench_signal.py --full            # WT/FT at 0.3 … 0.95 with full retraining (about 20 min)
-    python bench/bench_signal.py --full --arch resnet  # the second architecture, same margins
+    python bench/bench_signal.py --full --arch mlp  # a second architecture (digits MLP), same margins
 
 Steps, in one run:
 
@@ -61,12 +61,14 @@ from sisguard.prune.family import FamilyConfig, make_family  # noqa: E402
 CACHE = HERE / ".cache" / "signal"
 ARCHS = {
     "digits_cnn": {"arch": "digits_cnn", "data": "digits"},
+    "mlp": {"arch": "digits_mlp", "data": "digits"},
     "resnet": {"arch": "resnet_cifar", "data": "synthetic32", "width": 8},
 }
 #: Explain defaults per architecture: one feature per pixel on 8x8 digits (d = 64), 4x4 patches on
 #: 3x32x32 inputs (d = 64; pixels would be d = 1024, half a million rows per explanation and model)
 EXPLAIN = {
-    "digits_cnn": {"threshold": 0.9, "features": "pixel", "baseline": "zeros"},
+    "digits_cnn": {"threshold": 0.9, "features": "pixel", "baseline": "blur", "baseline_blur_sigma": 3.0},
+    "mlp": {"threshold": 0.9, "features": "pixel", "baseline": "blur", "baseline_blur_sigma": 3.0},
     "resnet": {"threshold": 0.9, "features": "patch", "patch": [4, 4], "baseline": "zeros"},
 }
 
@@ -219,8 +221,8 @@ def report(args: argparse.Namespace, family: Path, gt: dict[str, Any], results: 
           f"(1 explanation/s, 5 probes/s), x{args.speedup:g} time; stop at {args.max_explained} explained or "
           f"{args.max_minutes:g} simulated minutes\n")
     print("| model | clean acc. | within 0.5 pt | worst excess err. vs dense (shift) | vs control | ground truth "
-          "| verdict | match | explained / probed when reached | simulated min |")
-    print("|---|---:|:-:|---|---:|---|---|:-:|---:|---:|")
+          "| (label vs control) | verdict | match | explained / probed when reached | simulated min |")
+    print("|---|---:|:-:|---|---:|---|---|---|:-:|---:|---:|")
     scored = hits = 0
     for name, r in results.items():
         m = models[name]
@@ -235,7 +237,8 @@ def report(args: argparse.Namespace, family: Path, gt: dict[str, Any], results: 
         at = r["reached_at"]
         print(f"| {name} | {100 * m['clean_acc']:.1f} | {'yes' if m['clean_within_tolerance'] else 'no'} "
               f"| {_pp(m['worst_excess_over_dense_pp'])} ({worst}) | {_pp(m['worst_excess_over_control_pp'])} "
-              f"| {label} | {verdict} | {match} | {at['explained']} / {at['probed']} | {at['sim_seconds'] / 60:.1f} |")
+              f"| {label} | ({m.get('label_vs_control', '?')}) | {verdict} | {match} "
+              f"| {at['explained']} / {at['probed']} | {at['sim_seconds'] / 60:.1f} |")
     print(f"\nscored: {hits} of {scored} verdicts match the ground truth (grey-zone models are shown, not scored)")
     for ctrl in ("control", "control2"):
         c = models.get(ctrl)
