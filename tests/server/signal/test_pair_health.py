@@ -4,6 +4,7 @@ traffic sampled into shift probes and shadow explanations, PairHealth over gRPC,
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from support.server import running, write_config
 
 from sisguard.client import AsyncClient, NotFound
+from sisguard.client.cli import main
 from sisguard.server.config import ConfigError, load_settings
 from sisguard.server.runtime.model import ModelLoadError
 from sisguard.server.service import Service
@@ -59,7 +61,9 @@ async def until(condition, timeout: float = 60.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_verdicts_follow_known_damage_and_reach_metrics_and_the_sdk(tmp_path: Path, signal_models) -> None:
+async def test_verdicts_follow_known_damage_and_reach_metrics_the_sdk_and_the_cli(
+    tmp_path: Path, signal_models, capsys
+) -> None:
     m = signal_models
     config = write_config(
         tmp_path,
@@ -99,6 +103,17 @@ async def test_verdicts_follow_known_damage_and_reach_metrics_and_the_sdk(tmp_pa
         assert lower is not None and lower > 0.05
         # shadow explanations ran the control too and fed the explanation measures
         await until(lambda: signals["fragile"].samples("cross_insufficiency") > 0)
+
+        # the CLI: the verdict in words and in the exit status (0 healthy, 3 damaged)
+        address = ["--target-address", f"127.0.0.1:{app.port}"]
+        assert await asyncio.to_thread(main, ["health", "fragile", *address]) == 3
+        out = capsys.readouterr().out
+        assert out.startswith("fragile: DAMAGED  (against the control;") and "instability/uniform-0.05" in out
+        assert await asyncio.to_thread(main, ["health", "same", "--json", *address]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["verdict"] == "healthy" and {m["name"] for m in doc["measures"]} >= {"output_tv"}
+        assert await asyncio.to_thread(main, ["health", "nope", *address]) != 0
+        assert "nope" in capsys.readouterr().err
 
 
 def test_a_control_whose_signature_differs_stops_start_up_naming_the_file(tmp_path: Path, signal_models) -> None:
