@@ -92,6 +92,7 @@ async def _demo(settings: Settings) -> None:
 
     from sisguard.client import AsyncClient
     from sisguard.server.app import App
+    from sisguard.server.grpc.auth import load_tokens
 
     app = App(settings)
     port = await app.start()
@@ -99,7 +100,8 @@ async def _demo(settings: Settings) -> None:
         pair = settings.pairs[0]
         samples = np.load(pair.dense.parent / "samples.npz")
         x, y = samples["x"][:8], samples["y"][:8]
-        async with AsyncClient(f"127.0.0.1:{port}", token=settings.tokens[0] if settings.tokens else None) as client:
+        tokens = load_tokens(settings).tokens  # YAML, SISGUARD_TOKENS and tokens_file, merged
+        async with AsyncClient(f"127.0.0.1:{port}", token=tokens[0].decode() if tokens else None) as client:
             pred = await client.predict(pair.name, x, variant="both")
             explained = await client.explain(pair.name, x[1], features="pixel")
     finally:

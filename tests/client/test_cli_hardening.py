@@ -102,3 +102,29 @@ def test_the_documented_client_install_command_works(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().startswith(str(target))
+
+
+def _comparable(text: str) -> list[str]:
+    """Demo lines without what changes from run to run (port, milliseconds)."""
+    text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", text)
+    text = re.sub(r", \d+ ms\)", ", MS)", text)
+    return [line.rstrip() for line in text.splitlines() if line.strip()]
+
+
+def test_the_readme_demo_output_is_what_the_demo_prints() -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("`sisguard demo` prints something like:", 1)[1].split("```", 2)[1]
+    shown = _comparable(block)
+    proc = subprocess.run(
+        [sys.executable, "-c", CLI, "demo"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SISGUARD_")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    printed = _comparable(proc.stdout)
+    # The README elides rows with "..."; every line it shows is printed, in order.
+    it = iter(printed)
+    for line in (x for x in shown if x != "..."):
+        assert any(line == p for p in it), f"README demo line not printed: {line!r}\n{proc.stdout}"
