@@ -88,10 +88,14 @@ class MemoryReleaser:
             await asyncio.to_thread(trim, 0)
             self.trims += 1
 
-    async def close(self) -> None:
+    async def wait(self) -> None:
+        """Until the trims asked for so far are done."""
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+    async def close(self) -> None:
+        await self.wait()
 
 
 class RequestGuard(grpc.aio.ServerInterceptor):
