@@ -446,9 +446,13 @@ def _print_explanation(e: Explanation, info: PairInfo) -> None:
             print("        " + "  ".join(parts))
     a = e.agreement
     if a is not None:
+        degenerate = [f"{n} {v.status.replace('_', ' ')}" for n, v in e.variants.items() if v.status != "found"]
+        # an explanation without a SIS is no evidence of agreement: no IoU for it
+        iou = (f"IoU n/a ({', '.join(degenerate)})" if degenerate
+               else f"IoU {_fmt(a.iou_first)} (union {_fmt(a.iou_union)})")
         print(
             f"agree   top-1 {'yes' if a.top1_agree else 'NO'}, confidence gap {a.confidence_gap:+.3f}, "
-            f"IoU {_fmt(a.iou_first)} (union {_fmt(a.iou_union)}), rank correlation {_fmt(a.rank_correlation)}"
+            f"{iou}, rank correlation {_fmt(a.rank_correlation)}"
         )
         print(
             f"        dense SIS keeps pruned: {_yes(a.dense_sis_sufficient_for_pruned)} "

@@ -77,6 +77,14 @@ def test_explain_text(digits_server, one, capsys) -> None:
     assert len(grid) == 8 and all(len(cells) == 2 and len(cells[0]) == 8 for cells in grid)  # dense | pruned
 
 
+def test_explain_text_reports_no_iou_when_a_side_has_no_sis(digits_server, one, capsys) -> None:
+    """Two NOT_CONFIDENT explanations are no evidence of agreement: no 'IoU 1.000' for them."""
+    code, out, _ = run(capsys, "explain", "digits", str(one), "--threshold", "0.999999",
+                       "--target-address", digits_server.address)
+    assert code == 0
+    assert "IoU n/a (dense not confident, pruned not confident)" in out and "IoU 1.000" not in out
+
+
 def test_explain_json_options(digits_server, one, capsys) -> None:
     code, out, _ = run(capsys, "explain", "digits", str(one), "--target-address", digits_server.address, "--json",
                        "--features", "patch:2x2", "--max-sis", "2", "--threshold", "0.8", "--target", "0")  # fmt: skip

@@ -181,10 +181,13 @@ async def test_every_dashboard_and_alert_expression_returns_data(tmp_path: Path,
         "max_per_second": 100.0,
         "queue_size": 4,
         "noise_probe": {"sample_rate": 1.0, "levels": [0.05, 0.2], "copies": 8, "max_per_second": 100.0},
+        "shift_probe": {"sample_rate": 1.0, "max_per_second": 100.0, "value_range": [0.0, 1.0]},
     }
+    verdict = {"min_samples": 5, "update_seconds": 0.2, "bootstrap": 200}
     config = write_config(
-        tmp_path,
-        [kit.pair("mini", models["dense"], models["fragile"], shadow=shadow)],
+        tmp_path,  # the dense model doubles as the control: the fragile pruned model departs from both
+        [kit.pair("mini", models["dense"], models["fragile"], shadow=shadow, control=str(models["dense"]),
+                  verdict=verdict)],
         runtime={"providers": ["cpu"], "intra_op_threads": 1},
     )
     app = App(load_settings(config, metrics_port=0), registry=CollectorRegistry())
@@ -208,6 +211,8 @@ async def test_every_dashboard_and_alert_expression_returns_data(tmp_path: Path,
 
             await until(api, 'sisguard_explanations_total{source="shadow"} > 0', "a scraped shadow explanation")
             await until(api, "sum(sisguard_noise_probe_copies_total) > 0", "scraped noise probes")
+            await until(api, "sum(sisguard_shift_probe_copies_total) > 0", "scraped shift probes")
+            await until(api, 'sisguard_pair_verdict{verdict="damaged"} == 1', "a scraped verdict")
             await until(api, 'count_over_time(up{job="sisguard"}[1m]) >= 6', "six scrapes")
             await until(api, "count(ALERTS_FOR_STATE) >= 0 or vector(1)", "rule evaluation")
             traffic_ready = time.monotonic() - started
