@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sisguard.prune.errors import PruneError
+from sisguard.server.signal.shifts import blur
 
 KINDS = ("clean", "uniform", "gaussian", "brightness", "contrast", "blur", "saltpepper")
 
@@ -59,26 +60,10 @@ def default_shifts() -> list[Shift]:
     ]
 
 
-def _gaussian_kernel(sigma: float) -> np.ndarray:
-    radius = max(1, int(np.ceil(2 * sigma)))
-    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
-    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
-    return kernel / kernel.sum()
-
-
 def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
     if x.ndim < 3:
         raise PruneError(f"blur needs inputs with two spatial axes, got shape {list(x.shape)}")
-    kernel = _gaussian_kernel(sigma)
-    radius = len(kernel) // 2
-    out = x.astype(np.float64)
-    for axis in (-2, -1):
-        pad = [(0, 0)] * out.ndim
-        pad[axis] = (radius, radius)
-        padded = np.pad(out, pad, mode="edge")
-        size = out.shape[axis]
-        out = sum(w * np.take(padded, np.arange(i, i + size), axis=axis) for i, w in enumerate(kernel))
-    return out
+    return blur(x, sigma)  # the server's shift probes blur the same way
 
 
 def apply_shift(shift: Shift, x: np.ndarray, value_range: tuple[float, float], seed: int) -> np.ndarray:
