@@ -9,12 +9,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import pytest
 from support.server import running, write_config
 
 from sisguard.client import AsyncClient, NotFound
 from sisguard.client.cli import main
+from sisguard.proto.inference import grpc_service_pb2 as ip
+from sisguard.proto.inference import grpc_service_pb2_grpc as ip_grpc
 from sisguard.server.config import ConfigError, load_settings
 from sisguard.server.runtime.model import ModelLoadError
 from sisguard.server.service import Service
@@ -90,6 +93,12 @@ async def test_verdicts_follow_known_damage_and_reach_metrics_the_sdk_and_the_cl
         assert info["fragile"].verdict_reference == "control"
         with pytest.raises(NotFound):
             await client.pair_health("nope")
+        # the control is a model of the Open Inference Protocol too
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            oip = ip_grpc.GRPCInferenceServiceStub(channel)
+            assert (await oip.ModelReady(ip.ModelReadyRequest(name="fragile.control"))).ready
+            meta = await oip.ModelMetadata(ip.ModelMetadataRequest(name="fragile.control"))
+            assert meta.name == "fragile.control" and list(meta.inputs[0].shape)[1:] == [1, 8, 8]
 
         def exported(name: str, verdict: str) -> float | None:
             return app.registry.get_sample_value("sisguard_pair_verdict", {"pair": name, "verdict": verdict})
