@@ -196,3 +196,16 @@ async def test_a_stream_the_client_does_not_read_is_ended_by_the_server(config: 
 
 def test_health_messages_fit_the_small_limit() -> None:
     assert len(health_pb2.HealthCheckRequest(service="x" * 200).SerializeToString()) < SMALL_MESSAGE_BYTES
+
+
+async def test_the_health_only_port_takes_small_messages(config: Path) -> None:
+    async with (
+        running(config, health_port=0) as app,
+        grpc.aio.insecure_channel(f"127.0.0.1:{app.health_port}") as ch,
+    ):
+        check = ch.unary_unary("/grpc.health.v1.Health/Check")
+        big = health_pb2.HealthCheckRequest(service="x" * (SMALL_MESSAGE_BYTES + 1)).SerializeToString()
+        code, _ = await status_of(check(big, timeout=30))
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        ok = await check(health_pb2.HealthCheckRequest().SerializeToString(), timeout=30)
+        assert health_pb2.HealthCheckResponse.FromString(ok).status == health_pb2.HealthCheckResponse.SERVING
