@@ -16,8 +16,9 @@ Verdict of a pair, over the *deciding* measures (those with a configured margin)
 * ``insufficient_data`` — otherwise (``samples_needed`` says how many more the slowest one needs).
 
 Intervals are joint at ``confidence`` over the deciding measures (Bonferroni), so adding measures
-does not raise the false-alarm rate. The remaining measures are reported with intervals too, at
-the same per-measure level, but do not decide.
+does not raise the false-alarm rate; they are percentile bootstrap intervals. The remaining
+measures are reported with normal-approximation intervals at the same per-measure level, and do
+not decide.
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ class PairSignal:
             m: deque(maxlen=window) for m in self.known
         }
         self.version = 0  # bumps on every added sample
+        self._indices: dict[int, np.ndarray] = {}
 
     def _can_decide(self, measure: str) -> bool:
         return self.has_control or measure in self.calibration or is_self_measure(measure)
@@ -173,7 +175,12 @@ class PairSignal:
         """One-sided percentile bootstrap bounds of mean(d) at level Φ(z) each side."""
         n = len(d)
         q = 1.0 - NormalDist().cdf(z)
-        idx = rng.integers(0, n, size=(self.bootstrap, n))
+        idx = self._indices.get(n)
+        if idx is None:  # the resampling indices depend only on n: reused across measures and reports
+            if len(self._indices) >= 8:
+                self._indices.clear()
+            idx = rng.integers(0, n, size=(self.bootstrap, n), dtype=np.int32)
+            self._indices[n] = idx
         means = d[idx].mean(axis=1)
         return float(np.quantile(means, q)), float(np.quantile(means, 1.0 - q))
 
@@ -207,7 +214,13 @@ class PairSignal:
                 ))
                 continue
             est = float(np.mean(d))
-            lo, hi = self._boot(d, rng, z) if n >= 2 and float(np.ptp(d)) > 0 else (est, est)
+            if n < 2 or float(np.ptp(d)) == 0:
+                lo = hi = est
+            elif deciding:
+                lo, hi = self._boot(d, rng, z)
+            else:  # reported only: a normal interval is enough and costs no resampling
+                half = z * float(np.std(d, ddof=1)) / math.sqrt(n)
+                lo, hi = est - half, est + half
             if extra_var:
                 widen = z * math.sqrt(extra_var)
                 lo, hi = est - math.hypot(est - lo, widen), est + math.hypot(hi - est, widen)
