@@ -55,21 +55,24 @@ SELECTIONS = ("sample", "topk")
 
 
 def _marginal(y: torch.Tensor) -> torch.Tensor:
-    """``−d/dy`` of ``g(y) = (1 + √(1 + 6y)) / y`` (the error bound with ``m = c·y``); decreasing in ``y``."""
+    """``−d/dy`` of ``g(y) = (1 + √(1 + 6y)) / y`` (the error bound with ``m = c·y``); decreasing in ``y``.
+
+    With ``r = √(1 + 6y)`` it simplifies to ``18 / (r (r − 1)²)``.
+    """
     r = torch.sqrt(1.0 + 6.0 * y)
-    return (r + 1.0) ** 2 / (2.0 * r * y * y)
+    return 18.0 / (r * (r - 1.0) ** 2)
 
 
-def _solve_marginal(q: torch.Tensor, iterations: int = 80) -> torch.Tensor:
-    """``y`` with ``_marginal(y) = q`` (elementwise, by bisection on ``log y``)."""
-    lo = torch.full_like(q, -60.0)
-    hi = torch.full_like(q, 60.0)
+def _solve_marginal(q: torch.Tensor, iterations: int = 60) -> torch.Tensor:
+    """``y`` with ``_marginal(y) = q`` (elementwise): Newton on ``(1 + t) t² = 18/q`` with ``t = r − 1``.
+
+    Started right of the root (``t = (18/q)^⅓``) the iteration decreases monotonically onto it.
+    """
+    target = 18.0 / np.maximum(q.double().numpy(), 1e-300)
+    t = np.cbrt(target)
     for _ in range(iterations):
-        mid = (lo + hi) / 2
-        too_small = _marginal(torch.exp(mid)) > q  # marginal still above q: y must grow
-        lo = torch.where(too_small, mid, lo)
-        hi = torch.where(too_small, hi, mid)
-    return torch.exp((lo + hi) / 2)
+        t = t - ((1.0 + t) * t * t - target) / np.maximum(2.0 * t + 3.0 * t * t, 1e-300)
+    return torch.from_numpy(t * (t + 2.0) / 6.0)
 
 
 def allocate_samples(c: torch.Tensor, weight: torch.Tensor, log_lambda: float) -> torch.Tensor:
@@ -124,7 +127,7 @@ def _sample_keep(w: torch.Tensor, s: torch.Tensor, unit_of: torch.Tensor, c: tor
         return int((rel < 1.0).sum()), m
 
     lo, hi = -80.0, 80.0                                       # log λ: small λ keeps everything
-    for _ in range(80):
+    for _ in range(50):
         mid = (lo + hi) / 2
         if kept_at(mid)[0] > keep:
             lo = mid
@@ -134,9 +137,16 @@ def _sample_keep(w: torch.Tensor, s: torch.Tensor, unit_of: torch.Tensor, c: tor
     rel = torch.full_like(s, math.inf)
     rel[live] = arrival[live] / m[unit_of[live]]
     order = torch.argsort(rel, stable=True)
-    mask = torch.zeros_like(s, dtype=torch.bool)
     n_live = int(live.sum())
-    mask[order[: min(keep, n_live)]] = True                   # exactly ``keep``: the earliest arrivals
+    # exactly ``keep``: stretch every unit's horizon by the same factor (≈ 1) to the keep-th arrival
+    ranked = rel[order]
+    if 0 < keep < n_live:
+        stretch = float((ranked[keep - 1] + ranked[keep]) / 2)
+    else:
+        stretch = float(ranked[n_live - 1]) * (1 + 1e-9) if n_live else 1.0
+    m = m * stretch
+    mask = torch.zeros_like(s, dtype=torch.bool)
+    mask[order[: min(keep, n_live)]] = True
     scale = torch.ones_like(s)
     idx = mask.nonzero().squeeze(1)
     units = unit_of[idx]
