@@ -20,7 +20,8 @@ then keeps weights in one of two ways (``selection``):
     rescaled by ``count_j / (m_u p_j)`` (its number of arrivals over the expected number),
     the unbiased estimator of the pre-activation.
 ``topk`` (deterministic)
-    Keep the weights of globally largest sensitivity (they are relative shares in [0, 1],
+    Keep the weights of globally largest sensitivity, with a conv weight's share averaged over
+    the patches of each input before the max over inputs (they are relative shares in [0, 1],
     comparable across layers; larger fan-in gives smaller shares, so wide layers lose more),
     unscaled. Ties (e.g. weights on inputs that are always 0 in ``S``) go by magnitude.
 
