@@ -186,14 +186,14 @@ class App:
         self.server, self.port = server, port
         try:
             await self._start_health_port()
-            self._start_metrics()
+            await self._start_metrics()
             await asyncio.to_thread(self.service.load)
             self._check_explain_files()
         except BaseException:
             await server.stop(None)
             if self.health_server is not None:
                 await self.health_server.stop(None)
-            self._stop_metrics()
+            await self._stop_metrics()
             raise
         self.service.start()
         self._start_monitoring()
@@ -214,7 +214,7 @@ class App:
             await self.health_server.stop(None)
         await self._stop_monitoring()
         await self.service.close()
-        self._stop_metrics()
+        await self._stop_metrics()
         await self.releaser.close()
 
     # -- monitoring (docs/monitoring.md) ------------------------------------------------------
@@ -223,14 +223,16 @@ class App:
     def metrics_port(self) -> int | None:
         return None if self.metrics_server is None else self.metrics_server.port
 
-    def _start_metrics(self) -> None:
+    async def _start_metrics(self) -> None:
         if self.settings.metrics_port is not None and self.metrics_server is None:
-            self.metrics_server = MetricsServer(self.registry, self.settings.metrics_host, self.settings.metrics_port)
-            log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host, self.metrics_server.port)
+            server = MetricsServer(self.registry, self.settings.metrics_host, self.settings.metrics_port)
+            await server.start()
+            self.metrics_server = server
+            log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host, server.port)
 
-    def _stop_metrics(self) -> None:
+    async def _stop_metrics(self) -> None:
         if self.metrics_server is not None:
-            self.metrics_server.close()
+            await self.metrics_server.close()
             self.metrics_server = None
 
     def _start_monitoring(self) -> None:

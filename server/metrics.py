@@ -14,13 +14,22 @@ answers 0 rather than "no data".
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, get_args
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
 
 from sisguard.server.explain.agreement import DivergenceReason
 from sisguard.server.pairs import ALL_VARIANTS, VARIANTS
@@ -556,17 +565,93 @@ _DEGENERATE = ("not_confident", "baseline_sufficient")
 
 
 class MetricsServer:
-    """``/metrics`` of one registry over HTTP on its own port (a prometheus_client server thread)."""
+    """``/metrics`` of one registry over HTTP/1.1 on its own port, served on the event loop.
 
-    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
-        try:
-            self._httpd, self._thread = start_http_server(port, addr=host, registry=registry)
-        except OSError as exc:
-            raise OSError(f"cannot bind metrics address {host}:{port}: {exc.strerror or exc}") from exc
+    No thread per connection (prometheus_client's server starts one for every connection, so idle
+    connections pile up threads): at most ``max_connections`` are open at once — a new one beyond
+    that closes the oldest, so idle connections cannot lock a scraper out —, a connection idle for
+    ``idle_seconds`` is closed, and request heads over 16 KiB are refused. ``GET /metrics`` (or
+    ``/``) answers the text exposition format; keep-alive is honoured.
+    """
+
+    HEAD_LIMIT = 16 * 1024
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        host: str,
+        port: int,
+        *,
+        max_connections: int = 64,
+        idle_seconds: float = 10.0,
+    ) -> None:
+        self.registry = registry
         self.host = host
-        self.port: int = self._httpd.server_port
+        self.requested_port = port
+        self.max_connections = max_connections
+        self.idle_seconds = idle_seconds
+        self.port: int = port
+        self.open_connections = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._writers: dict[asyncio.StreamWriter, None] = {}  # oldest first
 
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+    async def start(self) -> None:
+        try:
+            self._server = await asyncio.start_server(
+                self._serve, self.host, self.requested_port, limit=self.HEAD_LIMIT, reuse_address=True
+            )
+        except OSError as exc:
+            raise OSError(
+                f"cannot bind metrics address {self.host}:{self.requested_port}: {exc.strerror or exc}"
+            ) from exc
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for w in list(self._writers):
+                w.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while self.open_connections >= self.max_connections and self._writers:
+            oldest = next(iter(self._writers))
+            self._writers.pop(oldest)
+            oldest.close()  # its handler sees EOF and returns
+            self.open_connections -= 1
+        self.open_connections += 1
+        self._writers[writer] = None
+        try:
+            while True:
+                try:
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.idle_seconds)
+                except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                    return
+                request_line, _, rest = head.decode("latin-1").partition("\r\n")
+                parts = request_line.split()
+                method, target = (parts[0], parts[1]) if len(parts) >= 2 else ("", "")
+                path = target.split("?", 1)[0]
+                body, status, ctype = b"", "404 Not Found", "text/plain; charset=utf-8"
+                if method not in ("GET", "HEAD"):
+                    status, body = "405 Method Not Allowed", b"only GET\n"
+                elif path in ("/metrics", "/"):
+                    status, body, ctype = "200 OK", generate_latest(self.registry), CONTENT_TYPE_LATEST
+                else:
+                    body = b"not found: try /metrics\n"
+                close = "connection: close" in rest.lower() or not request_line.endswith("HTTP/1.1")
+                headers = (
+                    f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                    f"{'Connection: close' if close else 'Connection: keep-alive'}\r\n\r\n"
+                )
+                writer.write(headers.encode("latin-1") + (body if method != "HEAD" else b""))
+                try:
+                    await asyncio.wait_for(writer.drain(), self.idle_seconds)
+                except (TimeoutError, ConnectionError):
+                    return
+                if close:
+                    return
+        finally:
+            if self._writers.pop(writer, 0) is None:  # not evicted: still counted
+                self.open_connections -= 1
+            writer.close()
