@@ -214,7 +214,7 @@ class Batcher:
         then takes without waiting to be woken) one event-loop hop after the run ends."""
         inputs = batch[0].rows if len(batch) == 1 else np.concatenate([it.rows for it in batch], axis=0)
         started = time.monotonic()
-        done: asyncio.Future[None] = loop.create_future()
+        done: asyncio.Future[bool] = loop.create_future()  # True: the batch failed, run its callers one by one
 
         def finished(run: Future[np.ndarray]) -> None:  # on the executor's thread
             with contextlib.suppress(RuntimeError):  # the loop closed during shutdown
@@ -228,11 +228,21 @@ class Batcher:
                     it.future.set_exception(exc)
             return
         run.add_done_callback(finished)
-        await done
+        if await done:
+            # A failed batch of several callers is run again caller by caller, so that one caller's
+            # bad rows (an out-of-vocabulary token, say) fail that caller only, not everyone it shared
+            # the batch with.
+            for it in batch:
+                if not it.future.done():
+                    await self._execute(loop, [it])
 
-    def _deliver(self, batch: list[_Item], run: Future[np.ndarray], started: float, done: asyncio.Future[None]) -> None:
+    def _deliver(self, batch: list[_Item], run: Future[np.ndarray], started: float, done: asyncio.Future[bool]) -> None:
         exc = run.exception()
-        if exc is not None:  # the batch's own callers get the failure; the worker goes on
+        if exc is not None and len(batch) > 1:
+            if not done.done():
+                done.set_result(True)  # retried per caller by _execute
+            return
+        if exc is not None:  # the batch's own caller gets the failure; the worker goes on
             for it in batch:
                 if not it.future.done():
                     it.future.set_exception(exc)
@@ -252,4 +262,4 @@ class Batcher:
                     it.future.set_result(outputs[offset : offset + n])
                 offset += n
         if not done.done():
-            done.set_result(None)
+            done.set_result(False)

@@ -138,6 +138,31 @@ async def test_failed_batch_fails_only_its_own_requests(make) -> None:
     assert (await b.submit(rows(4))).item() == 40  # the worker recovered
 
 
+async def test_a_caller_s_bad_rows_fail_only_that_caller_when_batched_with_others(make) -> None:
+    """Coalesced submissions of several callers: a failing batch is run again caller by caller."""
+    rec = Recorder()
+    rec.gate.clear()
+    entered = threading.Event()
+    inner = rec.__call__
+
+    def run(x: np.ndarray) -> np.ndarray:
+        entered.set()
+        return inner(x)
+
+    b = make(run, max_batch_size=4)
+    blocker = asyncio.create_task(b.submit(rows(0)))
+    assert await asyncio.to_thread(entered.wait, 5)  # the model is busy: what comes now is coalesced
+    bad = asyncio.create_task(b.submit(rows(-1)))
+    good = asyncio.create_task(b.submit(rows(2, 3)))
+    await asyncio.sleep(0)  # both submissions enqueued
+    rec.gate.set()
+    await blocker
+    with pytest.raises(RuntimeError, match="negative"):
+        await bad
+    assert (await good).ravel().tolist() == [20, 30]
+    assert [len(x) for x in rec.batches] == [1, 3, 1, 2]  # the coalesced batch, then one run per caller
+
+
 async def test_cancelled_caller_frees_its_slots(make) -> None:
     rec = Recorder()
     rec.gate.clear()
