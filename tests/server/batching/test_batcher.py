@@ -21,8 +21,10 @@ class Recorder:
         self.delay = delay
         self.gate = threading.Event()
         self.gate.set()
+        self.entered = threading.Event()  # set when a run has started (the model is busy)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.entered.set()
         self.gate.wait(5)
         if self.delay:
             time.sleep(self.delay)
@@ -34,6 +36,20 @@ class Recorder:
 
 def rows(*values: float) -> np.ndarray:
     return np.array(values, dtype=np.float32).reshape(-1, 1)
+
+
+async def busy(rec: Recorder) -> None:
+    """Until the model runs a batch (what is submitted now queues behind it)."""
+    assert await asyncio.to_thread(rec.entered.wait, 5), "the model never started"
+
+
+async def queued(b: Batcher, n: int) -> None:
+    """Until ``n`` rows wait in the queue (submit enqueues on the task's first step)."""
+    for _ in range(1000):
+        if b.queued_rows == n:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"{b.queued_rows} rows queued, expected {n}")
 
 
 @pytest.fixture
@@ -64,9 +80,9 @@ async def test_submissions_arriving_during_a_run_are_coalesced(make) -> None:
     rec.gate.clear()  # the first batch blocks until we release it
     b = make(rec)
     first = asyncio.create_task(b.submit(rows(0)))
-    await asyncio.sleep(0.05)
+    await busy(rec)
     waiting = [asyncio.create_task(b.submit(rows(i))) for i in range(1, 4)]
-    await asyncio.sleep(0.05)
+    await queued(b, 3)
     rec.gate.set()
     results = await asyncio.gather(first, *waiting)
     assert [r.item() for r in results] == [0, 10, 20, 30]
@@ -96,13 +112,13 @@ async def test_queue_full_is_resource_exhausted(make) -> None:
     rec.gate.clear()
     b = make(rec, queue_capacity=5)
     blocked = asyncio.create_task(b.submit(rows(1, 2, 3)))
-    await asyncio.sleep(0.05)  # 3 rows are running: not queued any more
-    queued = asyncio.create_task(b.submit(rows(1, 2, 3, 4)))
-    await asyncio.sleep(0.01)
+    await busy(rec)  # 3 rows are running: not queued any more
+    waiting = asyncio.create_task(b.submit(rows(1, 2, 3, 4)))
+    await queued(b, 4)
     with pytest.raises(ResourceExhausted, match="queue of model m is full"):
         await b.submit(rows(1, 2))
     rec.gate.set()
-    await asyncio.gather(blocked, queued)
+    await asyncio.gather(blocked, waiting)
     assert b.queued_rows == 0
 
 
@@ -111,9 +127,9 @@ async def test_expired_deadline_is_dropped_before_compute(make) -> None:
     rec.gate.clear()
     b = make(rec)
     blocker = asyncio.create_task(b.submit(rows(1)))
-    await asyncio.sleep(0.05)
-    late = asyncio.create_task(b.submit(rows(7), deadline=time.monotonic() + 0.01))
-    await asyncio.sleep(0.05)
+    await busy(rec)
+    late = asyncio.create_task(b.submit(rows(7), deadline=time.monotonic() - 1.0))  # expired while queued
+    await queued(b, 1)
     rec.gate.set()
     await blocker
     with pytest.raises(DeadlineExceeded):
@@ -126,10 +142,10 @@ async def test_failed_batch_fails_only_its_own_requests(make) -> None:
     rec.gate.clear()
     b = make(rec, max_batch_size=2)
     blocker = asyncio.create_task(b.submit(rows(0)))
-    await asyncio.sleep(0.05)
+    await busy(rec)
     bad = asyncio.create_task(b.submit(rows(-1, 1)))  # one full batch of its own
     good = asyncio.create_task(b.submit(rows(2, 3)))  # the next batch
-    await asyncio.sleep(0.02)
+    await queued(b, 4)
     rec.gate.set()
     await blocker
     with pytest.raises(RuntimeError, match="negative"):
@@ -142,19 +158,12 @@ async def test_a_caller_s_bad_rows_fail_only_that_caller_when_batched_with_other
     """Coalesced submissions of several callers: a failing batch is run again caller by caller."""
     rec = Recorder()
     rec.gate.clear()
-    entered = threading.Event()
-    inner = rec.__call__
-
-    def run(x: np.ndarray) -> np.ndarray:
-        entered.set()
-        return inner(x)
-
-    b = make(run, max_batch_size=4)
+    b = make(rec, max_batch_size=4)
     blocker = asyncio.create_task(b.submit(rows(0)))
-    assert await asyncio.to_thread(entered.wait, 5)  # the model is busy: what comes now is coalesced
+    await busy(rec)  # the model is busy: what comes now is coalesced
     bad = asyncio.create_task(b.submit(rows(-1)))
     good = asyncio.create_task(b.submit(rows(2, 3)))
-    await asyncio.sleep(0)  # both submissions enqueued
+    await queued(b, 3)
     rec.gate.set()
     await blocker
     with pytest.raises(RuntimeError, match="negative"):
@@ -168,13 +177,13 @@ async def test_cancelled_caller_frees_its_slots(make) -> None:
     rec.gate.clear()
     b = make(rec, queue_capacity=4)
     blocker = asyncio.create_task(b.submit(rows(1)))
-    await asyncio.sleep(0.05)
+    await busy(rec)
     victim = asyncio.create_task(b.submit(rows(5, 5, 5)))
-    await asyncio.sleep(0.01)
+    await queued(b, 3)
     victim.cancel()
     rec.gate.set()
     await blocker
-    await asyncio.sleep(0.05)
+    assert (await b.submit(rows(2))).item() == 20  # the worker has passed the cancelled rows
     assert all(5 not in batch for batch in rec.batches)
     assert b.queued_rows == 0
 
@@ -184,10 +193,10 @@ async def test_background_waits_for_foreground(make) -> None:
     rec.gate.clear()
     b = make(rec)
     blocker = asyncio.create_task(b.submit(rows(0)))
-    await asyncio.sleep(0.05)
+    await busy(rec)
     bg = asyncio.create_task(b.submit(rows(100), priority=BACKGROUND))
     fg = asyncio.create_task(b.submit(rows(1)))
-    await asyncio.sleep(0.02)
+    await queued(b, 2)
     rec.gate.set()
     await asyncio.gather(blocker, bg, fg)
     order = [batch.ravel().tolist() for batch in rec.batches]
@@ -196,9 +205,12 @@ async def test_background_waits_for_foreground(make) -> None:
 
 async def test_queue_delay_gathers_rows_of_an_idle_model(make) -> None:
     rec = Recorder()
-    b = make(rec, max_queue_delay=0.2)
+    b = make(rec, max_batch_size=3, max_queue_delay=5.0)  # a full batch ends the wait at once
     first = asyncio.create_task(b.submit(rows(0)))
-    await asyncio.sleep(0.05)  # without the delay the first row would already be running alone
+    await queued(b, 1)
+    for _ in range(20):  # the worker has had its chances to run it alone, and waits instead
+        await asyncio.sleep(0)
+    assert b.queued_rows == 1 and not rec.batches
     rest = [asyncio.create_task(b.submit(rows(i))) for i in (1, 2)]
     await asyncio.gather(first, *rest)
     assert [len(x) for x in rec.batches] == [3]
