@@ -147,9 +147,11 @@ class ShiftProbeConfig(_Strict):
         return self
 
 
-#: Verdict margins by default: the measures found to carry signal (docs/signal.md), in their own units.
+#: Verdict margins by default, in each measure's own units: the measures that tracked the ground truth
+#: (excess error under shifts) on the validation family (docs/signal.md). The SIS measures are reported
+#: with intervals but do not decide by default: they also see rationale changes that are not (yet)
+#: robustness damage; add e.g. ``cross_insufficiency: 0.1`` to have them decide.
 DEFAULT_MARGINS: dict[str, float] = {
-    "cross_insufficiency": 0.10,
     "output_tv": 0.02,
     "instability/*": 0.01,
 }
