@@ -251,16 +251,18 @@ def report(args: argparse.Namespace, family: Path, gt: dict[str, Any], results: 
         h = r["health"]
         print(f"### {name}: {h.verdict} (reference {h.reference}, {r['rows']} rows, "
               f"{r['sim_seconds'] / 60:.1f} simulated min)\n")
-        print("| measure | n | pruned | reference | excess | interval | margin | decides |")
-        print("|---|---:|---:|---:|---:|---|---:|:-:|")
+        print("| measure | n | pruned | reference | excess | interval | margin | decides | samples to decide |")
+        print("|---|---:|---:|---:|---:|---|---:|:-:|---:|")
         for e in h.measures:
             if not (e.deciding or e.source == "explain" or e.name in ("top1_disagreement",)):
                 continue
             margin = f"{e.margin:.3f}" if e.deciding else "–"
             state = "**damaged**" if e.damaged else ("yes" if e.deciding else "")
             interval = "–" if e.samples == 0 else f"[{e.lower:+.3f}, {e.upper:+.3f}]"
+            # samples at which this measure's interval separates its estimate from the margin
+            to_decide = f"{e.samples + e.samples_needed}" if e.deciding else "–"
             print(f"| {e.name} | {e.samples} | {e.pruned_mean:.3f} | {e.reference_mean:.3f} ({e.reference}) "
-                  f"| {e.estimate:+.3f} | {interval} | {margin} | {state} |")
+                  f"| {e.estimate:+.3f} | {interval} | {margin} | {state} | {to_decide} |")
         print()
 
 
