@@ -264,7 +264,11 @@ class App:
                 if signal.version != seen.get(name) and now >= due.get(name, 0.0):
                     seen[name] = signal.version
                     due[name] = now + self.service.pairs[name].config.verdict.update_seconds
-                    report = await asyncio.to_thread(signal.report, signal.snapshot())  # bootstrap off the loop
+                    try:
+                        report = await asyncio.to_thread(signal.report, signal.snapshot())  # bootstrap off the loop
+                    except Exception:  # a failed report must not stop the others (or the next one)
+                        log.exception("pair %s: computing the verdict failed", name)
+                        continue
                     self.metrics.verdict_updated(report)
             await asyncio.sleep(period)
 
