@@ -211,6 +211,12 @@ def ft_prune(model: nn.Module, example_input: torch.Tensor, ratio: float, dense_
     kept = {gid: torch.sort(torch.topk(scores[gid], k).indices).values for gid, k in keep.items()}
     pruned = copy.deepcopy(model)
     apply_keep(pruned, graph, kept)
+    check_forward(pruned, example_input, "FT")
+    return pruned
+
+
+def check_forward(pruned: nn.Module, example_input: torch.Tensor, method: str) -> None:
+    """Run ``example_input`` through a physically shrunk model; raise UnsupportedModelError if it breaks."""
     was_training = pruned.training
     pruned.eval()
     try:
@@ -219,7 +225,6 @@ def ft_prune(model: nn.Module, example_input: torch.Tensor, ratio: float, dense_
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise UnsupportedModelError(
-            f"FT shrank the layers but the model's forward no longer runs (hard-coded widths?): {first}"
+            f"{method} shrank the layers but the model's forward no longer runs (hard-coded widths?): {first}"
         ) from exc
     pruned.train(was_training)
-    return pruned

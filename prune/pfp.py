@@ -47,10 +47,17 @@ import torch
 from torch import nn
 
 from sisguard.prune.errors import PruneError, UnsupportedModelError
-from sisguard.prune.ft import apply_keep, channel_importance, planned_params, refine_keep, snap_count
+from sisguard.prune.ft import (
+    apply_keep,
+    channel_importance,
+    check_forward,
+    planned_params,
+    refine_keep,
+    snap_count,
+)
 from sisguard.prune.graph import ChannelGraph, analyse
 from sisguard.prune.sensitivity import bound_constant, channel_sensitivities, poisson, samples_for_error
-from sisguard.prune.sipp import SELECTIONS
+from sisguard.prune.sipp import check_ratio_and_selection
 
 
 @dataclass
@@ -75,10 +82,7 @@ def pfp_plan(model: nn.Module, x: torch.Tensor, ratio: float, dense_params: int,
     Raises:
         PruneError: ratio outside (0, 1) or beyond reach, unknown selection, unsupported model.
     """
-    if not 0.0 < ratio < 1.0:
-        raise PruneError(f"prune ratio must lie in (0, 1), got {ratio}")
-    if selection not in SELECTIONS:
-        raise PruneError(f"unknown selection {selection!r}: use one of {', '.join(SELECTIONS)}")
+    check_ratio_and_selection(ratio, selection)
     if channel_multiple < 1:
         raise PruneError(f"channel multiple must be >= 1, got {channel_multiple}")
     graph = analyse(model, x[:2])
@@ -173,17 +177,7 @@ def apply_plan(model: nn.Module, plan: PfpPlan, example_input: torch.Tensor) -> 
     pruned = copy.deepcopy(model)
     _scale_consumers(pruned, plan, zero_removed=False)
     apply_keep(pruned, plan.graph, plan.kept)
-    was_training = pruned.training
-    pruned.eval()
-    try:
-        with torch.no_grad():
-            pruned(example_input)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise UnsupportedModelError(
-            f"PFP shrank the layers but the model's forward no longer runs (hard-coded widths?): {first}"
-        ) from exc
-    pruned.train(was_training)
+    check_forward(pruned, example_input, "PFP")
     return pruned
 
 

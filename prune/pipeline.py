@@ -42,7 +42,7 @@ from sisguard.prune.manifest import build_manifest, write_manifest, write_pair_y
 from sisguard.prune.measure import count_params
 from sisguard.prune.pfp import pfp_prune
 from sisguard.prune.sensitivity import sensitivity_inputs, sensitivity_layers
-from sisguard.prune.sipp import SELECTIONS, sipp_prune
+from sisguard.prune.sipp import check_selection, sipp_prune
 from sisguard.prune.train import Log, TrainConfig, accuracy, train
 from sisguard.prune.wt import Masks, count_nonzero, max_wt_ratio, wt_prune
 
@@ -85,8 +85,7 @@ class PruneConfig:
             raise PruneError(f"ONNX opset must be >= 17, got {self.opset}")
         if self.sensitivity_samples < 1:
             raise PruneError(f"sensitivity samples must be >= 1, got {self.sensitivity_samples}")
-        if self.selection not in SELECTIONS:
-            raise PruneError(f"unknown selection {self.selection!r}: use one of {', '.join(SELECTIONS)}")
+        check_selection(self.selection)
         self.train.validate("dense training")
         self.retrain.validate("retraining")
 

@@ -55,6 +55,18 @@ from sisguard.prune.wt import Masks, max_wt_ratio, prunable_weights
 SELECTIONS = ("sample", "topk")
 
 
+def check_selection(selection: str) -> None:
+    if selection not in SELECTIONS:
+        raise PruneError(f"unknown selection {selection!r}: use one of {', '.join(SELECTIONS)}")
+
+
+def check_ratio_and_selection(ratio: float, selection: str) -> None:
+    """The options SiPP and PFP share; raises :class:`PruneError` naming the bad one."""
+    if not 0.0 < ratio < 1.0:
+        raise PruneError(f"prune ratio must lie in (0, 1), got {ratio}")
+    check_selection(selection)
+
+
 def _marginal(y: torch.Tensor) -> torch.Tensor:
     """``−d/dy`` of ``g(y) = (1 + √(1 + 6y)) / y`` (the error bound with ``m = c·y``); decreasing in ``y``.
 
@@ -182,10 +194,7 @@ def sipp_prune(model: nn.Module, x: torch.Tensor, ratio: float, dense_params: in
     Raises:
         PruneError: ratio outside (0, 1) or beyond reach, unknown selection, unsupported layer.
     """
-    if not 0.0 < ratio < 1.0:
-        raise PruneError(f"prune ratio must lie in (0, 1), got {ratio}")
-    if selection not in SELECTIONS:
-        raise PruneError(f"unknown selection {selection!r}: use one of {', '.join(SELECTIONS)}")
+    check_ratio_and_selection(ratio, selection)
     sens, eta = weight_sensitivities_and_units(model, x, patch_mean=selection == "topk")
     weights = prunable_weights(model)
     reach = max_wt_ratio(model, dense_params)
