@@ -180,7 +180,7 @@ class Explainer:
                     f"{dtype} {list(shape)}"
                 )
             if x is None:
-                return zero_baseline(shape, dtype)
+                raise InvalidArgument("baseline=blur is computed from the input, and none was given")
             return blur(x, cfg.baseline_blur_sigma).astype(dtype)
         if kind == "zeros":
             return zero_baseline(shape, dtype)

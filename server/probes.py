@@ -47,6 +47,14 @@ class ProbeObserver(Protocol):
     def probe_result(self, pair: str, level: float, copies: int, agreeing: int) -> None: ...
 
 
+def floating_inputs(pair: Pair, what: str) -> bool:
+    """Probes perturb input values: only pairs with floating-point inputs take part (others are logged)."""
+    if np.issubdtype(pair.input_dtype, np.floating):
+        return True
+    log.warning("pair %s: %s need floating-point inputs (%s); not probing", pair.name, what, pair.input_dtype)
+    return False
+
+
 def noisy_copies(x: np.ndarray, levels: Sequence[float], copies: int, rng: np.random.Generator) -> np.ndarray:
     """``[len(levels) * copies, *x.shape]``: level-major blocks of ``x + U(-eps, eps)`` in ``x``'s dtype."""
     blocks = [x[None] + rng.uniform(-eps, eps, size=(copies, *x.shape)).astype(x.dtype, copy=False) for eps in levels]
@@ -68,10 +76,7 @@ class NoiseProbes(SamplerGroup):
         return pair.config.shadow.noise_probe
 
     def eligible(self, pair: Pair) -> bool:
-        if np.issubdtype(pair.input_dtype, np.floating):
-            return True
-        log.warning("pair %s: noise probes need floating-point inputs (%s); not probing", pair.name, pair.input_dtype)
-        return False
+        return floating_inputs(pair, "noise probes")
 
     def handler(self, pair: Pair) -> Callable[[np.ndarray], Awaitable[None]]:
         cfg = pair.config.shadow.noise_probe
@@ -106,10 +111,7 @@ class ShiftProbes(SamplerGroup):
         return pair.config.shadow.shift_probe
 
     def eligible(self, pair: Pair) -> bool:
-        if np.issubdtype(pair.input_dtype, np.floating):
-            return True
-        log.warning("pair %s: shift probes need floating-point inputs (%s); not probing", pair.name, pair.input_dtype)
-        return False
+        return floating_inputs(pair, "shift probes")
 
     def handler(self, pair: Pair) -> Callable[[np.ndarray], Awaitable[None]]:
         cfg = pair.config.shadow.shift_probe

@@ -242,12 +242,13 @@ async def explain_pair(
     ]
     results = dict(zip(names, await gather_or_cancel(runs) if runs else [], strict=True))
     dense = results.get("dense")
+    xa, ga = np.asarray(x), np.asarray(groups)
+    ba = np.asarray(baseline).astype(xa.dtype)
 
     async def compare(other: str, other_top1: int) -> AgreementResult | None:
         result, fn = results.get(other), scorers[other]
         if dense is None or result is None or dense_score is None or fn is None:
             return None
-        xa, ba, ga = np.asarray(x), np.asarray(baseline).astype(np.asarray(x).dtype), np.asarray(groups)
         d_on_o, o_on_d = await gather_or_cancel(
             [_score_subset(fn, xa, ba, ga, _first(dense)), _score_subset(dense_score, xa, ba, ga, _first(result))]
         )

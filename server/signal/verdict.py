@@ -239,17 +239,11 @@ class PairSignal:
         )
 
     def _needed(self, d: np.ndarray, est: float, margin: float, z: float, n: int, damaged: bool) -> int:
-        if damaged:
-            return 0
-        if not math.isfinite(margin):
+        if damaged or not math.isfinite(margin):
             return 0
         sd = float(np.std(d, ddof=1)) if n >= 2 else math.nan
         gap = abs(est - margin)
-        if not math.isfinite(sd) or gap == 0:
-            return max(self.min_samples - n, 0)
-        if sd == 0:
-            return max(self.min_samples - n, 0)
-        total = math.ceil((z * sd / gap) ** 2)
+        total = math.ceil((z * sd / gap) ** 2) if math.isfinite(sd) and sd > 0 and gap > 0 else 0
         return max(total - n, self.min_samples - n, 0)
 
     def report(self, snapshot: Mapping[str, np.ndarray] | None = None) -> VerdictReport:
