@@ -205,11 +205,18 @@ class Explainer:
         return self._means[pair.name]
 
     def check_early(self, pair: Pair, opts: ExplainOptions) -> None:
-        """What can be refused before any model runs: max_sis, target, and a threshold that no
-        probability can meet (or every one meets) on a pair whose scores are probabilities."""
-        max_sis = opts.max_sis or pair.config.explain.max_sis
+        """What can be refused before any model runs: max_sis, the budget, batch_k, target, and a
+        threshold that no probability can meet (or every one meets) on a pair whose scores are
+        probabilities."""
+        cfg = pair.config.explain
+        max_sis = opts.max_sis or cfg.max_sis
         if not 1 <= max_sis <= self.limits.max_sis:
             raise InvalidArgument(f"max_sis must be between 1 and {self.limits.max_sis}, got {max_sis}")
+        budget = opts.max_evaluations or cfg.max_evaluations
+        if budget < 0:
+            raise InvalidArgument(f"max_evaluations must be positive, got {budget}")
+        if opts.batch_k < 1:
+            raise InvalidArgument(f"batch_k must be at least 1, got {opts.batch_k}")
         if opts.target is not None and not 0 <= opts.target < pair.num_outputs:
             raise InvalidArgument(
                 f"target {opts.target} is out of range: pair {pair.name} has {pair.num_outputs} outputs"
@@ -224,15 +231,10 @@ class Explainer:
                 )
 
     def params(self, pair: Pair, opts: ExplainOptions, threshold: float) -> SISParams:
+        """The engine's parameters of a request :meth:`check_early` has accepted."""
         cfg = pair.config.explain
         max_sis = opts.max_sis or cfg.max_sis
-        if not 1 <= max_sis <= self.limits.max_sis:
-            raise InvalidArgument(f"max_sis must be between 1 and {self.limits.max_sis}, got {max_sis}")
         budget = opts.max_evaluations or cfg.max_evaluations
-        if budget < 0:
-            raise InvalidArgument(f"max_evaluations must be positive, got {budget}")
-        if opts.batch_k < 1:
-            raise InvalidArgument(f"batch_k must be at least 1, got {opts.batch_k}")
         return SISParams(
             threshold=threshold,
             max_sis=max_sis,
@@ -322,9 +324,7 @@ class Explainer:
         )
         probs = {v: to_probabilities(r, pair.config.output_kind)[0] for v, r in zip(variants, raws, strict=True)}
         top1 = {v: int(np.argmax(p)) for v, p in probs.items()}
-        target = top1["dense"] if opts.target is None else opts.target
-        if not 0 <= target < pair.num_outputs:
-            raise InvalidArgument(f"target {target} is out of range: pair {pair.name} has {pair.num_outputs} outputs")
+        target = top1["dense"] if opts.target is None else opts.target  # a given target passed check_early
         cfg = pair.config.explain
         if opts.threshold is None:
             value, relative = cfg.threshold, cfg.threshold_relative
