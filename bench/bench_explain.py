@@ -359,7 +359,7 @@ class Setting:
     inputs: np.ndarray
 
     def groups(self) -> np.ndarray:
-        from sisguard.server.explain import patch_groups, pixel_groups
+        from sisguard.sis import patch_groups, pixel_groups
 
         shape = self.inputs.shape[1:]
         if self.features == pb.PIXEL:

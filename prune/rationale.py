@@ -27,7 +27,7 @@ import numpy as np
 from sisguard.prune.errors import PruneError
 from sisguard.prune.export import run_onnx
 from sisguard.prune.metrics import softmax
-from sisguard.server.explain import (
+from sisguard.sis import (
     SISParams,
     element_groups,
     find_sis,

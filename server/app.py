@@ -33,6 +33,7 @@ from sisguard.server.probes import NoiseProbes, ShiftProbes
 from sisguard.server.service import Service
 from sisguard.server.shadow import ShadowExplanations
 from sisguard.server.tls import check_key_matches, server_credentials
+from sisguard.sis.errors import SISError
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +158,10 @@ class App:
                         explainer.groups(pair, opts)
                     else:
                         explainer.baseline(pair, opts)
+                except (ServiceError, SISError) as exc:
+                    raise ConfigError(f"pair {pair.name}: explain.{what} {path} does not fit: {exc}") from exc
                 except (OSError, ValueError, EOFError) as exc:  # np.load: unreadable, not .npy, pickled
                     raise ConfigError(f"pair {pair.name}: cannot read explain.{what} {path}: {exc}") from exc
-                except ServiceError as exc:
-                    raise ConfigError(f"pair {pair.name}: explain.{what} {path} does not fit: {exc}") from exc
 
     async def _set_health(self, status: int) -> None:
         for name in ("", *SERVICE_NAMES):

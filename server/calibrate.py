@@ -81,6 +81,7 @@ async def calibrate(settings: Any, pair_name: str, x: np.ndarray, seed: int) -> 
     from sisguard.server.explaining import ExplainOptions
     from sisguard.server.probes import shift_probe
     from sisguard.server.service import Service
+    from sisguard.sis.errors import SISError
 
     service = Service(settings)
     await asyncio.to_thread(service.load)
@@ -104,7 +105,7 @@ async def calibrate(settings: Any, pair_name: str, x: np.ndarray, seed: int) -> 
                 outcome = await service.explainer.explain(
                     pair.name, row[None], ExplainOptions(), None, priority=FOREGROUND, signal=True
                 )
-            except ServiceError as exc:
+            except (ServiceError, SISError) as exc:
                 raise ValueError(f"input {i}: {exc}") from exc
             add(outcome.signal_values or {})
             if np.issubdtype(pair.input_dtype, np.floating):

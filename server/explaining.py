@@ -17,7 +17,11 @@ import numpy as np
 
 from sisguard.server.batching.batcher import FOREGROUND
 from sisguard.server.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
-from sisguard.server.explain import (
+from sisguard.server.outputs import to_probabilities
+from sisguard.server.pairs import Pair
+from sisguard.server.signal.measures import explanation_measures
+from sisguard.server.signal.shifts import blur, shift_applies
+from sisguard.sis import (
     DivergenceThresholds,
     PairExplanation,
     ProgressEvent,
@@ -34,10 +38,6 @@ from sisguard.server.explain import (
     tensor_baseline,
     zero_baseline,
 )
-from sisguard.server.outputs import to_probabilities
-from sisguard.server.pairs import Pair
-from sisguard.server.signal.measures import explanation_measures
-from sisguard.server.signal.shifts import blur, shift_applies
 
 if TYPE_CHECKING:
     from sisguard.server.service import Service

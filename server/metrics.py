@@ -31,9 +31,9 @@ from prometheus_client import (
     generate_latest,
 )
 
-from sisguard.server.explain.agreement import DivergenceReason
 from sisguard.server.pairs import ALL_VARIANTS, VARIANTS
 from sisguard.server.signal.verdict import VERDICTS
+from sisguard.sis.agreement import DivergenceReason
 
 PREFIX = "sisguard"
 SOURCES = ("request", "shadow")

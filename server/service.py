@@ -19,7 +19,6 @@ import numpy as np
 from sisguard.server.batching.batcher import FOREGROUND, BatchObserver
 from sisguard.server.config import PairConfig, Settings
 from sisguard.server.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
-from sisguard.server.explain import ProgressEvent
 from sisguard.server.explaining import Explainer, ExplainOptions, ExplainOutcome
 from sisguard.server.outputs import VariantOutput, summarize, to_probabilities
 from sisguard.server.pairs import ALL_VARIANTS, VARIANTS, Pair
@@ -27,6 +26,7 @@ from sisguard.server.runtime.model import ModelLoadError
 from sisguard.server.runtime.providers import choose_providers
 from sisguard.server.signal.measures import measure_names, resolve_margins
 from sisguard.server.signal.verdict import PairSignal, VerdictReport, load_calibration
+from sisguard.sis import ProgressEvent
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ import numpy as np
 
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.server.errors import InvalidArgument
-from sisguard.server.explain import SISResult, feature_mask
 from sisguard.server.explaining import ExplainOptions, ExplainOutcome
 from sisguard.server.grpc import tensors
+from sisguard.sis import SISResult, feature_mask
 
 _FEATURES = {
     pb.FEATURE_KIND_UNSPECIFIED: None,

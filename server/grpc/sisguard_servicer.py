@@ -10,12 +10,12 @@ import grpc
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
 from sisguard.server.errors import InvalidArgument
-from sisguard.server.explain import ProgressEvent
 from sisguard.server.grpc import explain_codec, tensors, verdict_codec
 from sisguard.server.grpc.status import CallObserver, deadline_of, stream, unary
 from sisguard.server.outputs import VariantOutput
 from sisguard.server.pairs import Pair
 from sisguard.server.service import Service
+from sisguard.sis import ProgressEvent
 
 _VARIANTS = {pb.VARIANT_UNSPECIFIED: "both", pb.BOTH: "both", pb.DENSE: "dense", pb.PRUNED: "pruned"}
 _OUTPUT_KINDS = {"logits": pb.LOGITS, "probabilities": pb.PROBABILITIES, "scores": pb.SCORES}

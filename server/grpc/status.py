@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
+from sisguard import sis
 from sisguard.server import errors
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 REQUEST_ID_KEY = "x-request-id"
 MAX_DETAILS_CHARS = 1000  # a message quoting a caller's 100 KB name would overflow the status trailer
 
-STATUS: dict[type[errors.ServiceError], grpc.StatusCode] = {
+STATUS: dict[type[Exception], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     errors.NotFound: grpc.StatusCode.NOT_FOUND,
     errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -35,6 +36,10 @@ STATUS: dict[type[errors.ServiceError], grpc.StatusCode] = {
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.Internal: grpc.StatusCode.INTERNAL,
+    # the SIS engine's own errors
+    sis.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    sis.BudgetExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    sis.ScoringError: grpc.StatusCode.INTERNAL,
 }
 
 

@@ -35,8 +35,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from sisguard.server.explain.agreement import jaccard, rank_correlation
-from sisguard.server.explain.sis import SISResult
+from sisguard.sis.agreement import jaccard, rank_correlation
+from sisguard.sis.backselect import SISResult
 
 EXPLAIN_MEASURES = (
     "cross_insufficiency",

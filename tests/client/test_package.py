@@ -11,7 +11,7 @@ import pytest
 
 import sisguard.client
 from sisguard.client import Baseline, Features, InvalidInput
-from sisguard.server.explain import features as server_features
+from sisguard.sis import features as server_features
 
 CLIENT_DIR = Path(sisguard.client.__file__).parent
 ROOT = CLIENT_DIR.parent

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sisguard.server.explain import AgreementResult, PairExplanation, SISResult, SubsetResult
 from sisguard.server.metrics import (
     BATCH_ROWS_BUCKETS,
     DIVERGENCE_REASONS,
@@ -18,6 +17,7 @@ from sisguard.server.metrics import (
     level_label,
     split_model,
 )
+from sisguard.sis import AgreementResult, PairExplanation, SISResult, SubsetResult
 
 ALLOWED_LABELS = {"pair", "variant", "rpc", "code", "reason", "source", "level", "provider"}
 

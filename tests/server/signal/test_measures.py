@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sisguard.server.explain.sis import BackSelectTrace, SISResult, SubsetResult
 from sisguard.server.signal.measures import (
     explanation_measures,
     measure_names,
@@ -13,6 +12,7 @@ from sisguard.server.signal.measures import (
     resolve_margins,
     tv_distance,
 )
+from sisguard.sis.backselect import BackSelectTrace, SISResult, SubsetResult
 
 
 def result(status: str, sis: tuple[int, ...] = (), order: tuple[int, ...] = (), scores: tuple[float, ...] = ()):

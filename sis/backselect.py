@@ -31,8 +31,8 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
-from sisguard.server.errors import Internal, InvalidArgument, ResourceExhausted
-from sisguard.server.explain.features import validate_groups
+from sisguard.sis.errors import BudgetExceeded, InvalidInput, ScoringError
+from sisguard.sis.features import validate_groups
 
 __all__ = [
     "BackSelectTrace",
@@ -59,7 +59,7 @@ _log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SISParams:
-    """Options of one SIS run; invalid values raise :class:`InvalidArgument`.
+    """Options of one SIS run; invalid values raise :class:`InvalidInput`.
 
     Attributes:
         threshold: absolute score ``τ`` a subset must reach to be sufficient.
@@ -67,7 +67,7 @@ class SISParams:
         batch_k: features removed per BackSelect step; 1 is exact, more is "batched" mode.
         max_evaluations: budget of score rows per run; ``None`` means unlimited.
         allow_partial: past the budget, return what was found (status ``partial``) instead of
-            raising :class:`ResourceExhausted`.
+            raising :class:`BudgetExceeded`.
         chunk_size: most rows in one call to the score function.
         max_inflight_chunks: most chunks of one step awaited at once (memory stays
             ``O(max_inflight_chunks * chunk_size * input size)``).
@@ -83,7 +83,7 @@ class SISParams:
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.threshold):
-            raise InvalidArgument(f"threshold must be a finite number, got {self.threshold}")
+            raise InvalidInput(f"threshold must be a finite number, got {self.threshold}")
         for name, value in (
             ("max_sis", self.max_sis),
             ("batch_k", self.batch_k),
@@ -91,9 +91,9 @@ class SISParams:
             ("max_inflight_chunks", self.max_inflight_chunks),
         ):
             if int(value) < 1:
-                raise InvalidArgument(f"{name} must be at least 1, got {value}")
+                raise InvalidInput(f"{name} must be at least 1, got {value}")
         if self.max_evaluations is not None and int(self.max_evaluations) < 0:
-            raise InvalidArgument(f"max_evaluations must be non-negative or unset, got {self.max_evaluations}")
+            raise InvalidInput(f"max_evaluations must be non-negative or unset, got {self.max_evaluations}")
 
 
 @dataclass(frozen=True)
@@ -225,7 +225,7 @@ class _Scorer:
         out = np.asarray(await self._score(rows.reshape((n, *self._shape))), dtype=np.float64)
         if out.shape != (n,):
             _log.error("score function returned shape %s for %d rows, expected (%d,)", out.shape, n, n)
-            raise Internal("scoring failed: the model returned a malformed result")
+            raise ScoringError("scoring failed: the model returned a malformed result")
         return out
 
     async def inputs(self, rows: np.ndarray) -> np.ndarray:
@@ -251,9 +251,9 @@ class _Scorer:
 
 def _validate(x: np.ndarray, baseline: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     if x.size == 0:
-        raise InvalidArgument(f"input is empty (shape {list(x.shape)})")
+        raise InvalidInput(f"input is empty (shape {list(x.shape)})")
     if baseline.shape != x.shape:
-        raise InvalidArgument(f"baseline has shape {list(baseline.shape)}, expected the input shape {list(x.shape)}")
+        raise InvalidInput(f"baseline has shape {list(baseline.shape)}, expected the input shape {list(x.shape)}")
     d = validate_groups(groups, x.shape)
     return np.ascontiguousarray(groups, dtype=np.int64), baseline.astype(x.dtype, copy=False), d
 
@@ -283,13 +283,13 @@ async def find_sis(
         ``allow_partial`` (the SIS of the completed rounds).
 
     Raises:
-        InvalidArgument: shapes or the group map do not fit.
-        ResourceExhausted: the budget ran out and ``allow_partial`` is false.
+        InvalidInput: shapes or the group map do not fit.
+        BudgetExceeded: the budget ran out and ``allow_partial`` is false.
 
     Example (score = L2 norm, zero baseline, one feature per element):
 
     >>> import asyncio
-    >>> from sisguard.server.explain import element_groups
+    >>> from sisguard.sis import element_groups
     >>> async def l2(batch):
     ...     return np.linalg.norm(batch.reshape(len(batch), -1), axis=1)
     >>> x = np.array([0.9, 0.9, 10.0, 5.0])
@@ -325,9 +325,11 @@ async def find_sis(
             await _collect(x_flat, full_score, d, masker, scorer, params, progress, collection, traces)
     except _BudgetExceeded as exc:
         if not params.allow_partial:
-            raise ResourceExhausted(
+            raise BudgetExceeded(
                 f"the explanation needs at least {exc.needed} model evaluations, "
-                f"the evaluation budget allows {params.max_evaluations}"
+                f"the evaluation budget allows {params.max_evaluations}",
+                needed=exc.needed,
+                budget=params.max_evaluations,
             ) from None
         status = "partial"
     return SISResult(

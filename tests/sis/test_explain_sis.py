@@ -10,12 +10,11 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-import sisguard.server.explain.agreement as agreement_module
-import sisguard.server.explain.baselines as baselines_module
-import sisguard.server.explain.features as features_module
-import sisguard.server.explain.sis as sis_module
-from sisguard.server.errors import Internal, InvalidArgument, ResourceExhausted
-from sisguard.server.explain import (
+import sisguard.sis.agreement as agreement_module
+import sisguard.sis.backselect as sis_module
+import sisguard.sis.baselines as baselines_module
+import sisguard.sis.features as features_module
+from sisguard.sis import (
     ProgressEvent,
     ScoreFn,
     SISParams,
@@ -25,6 +24,11 @@ from sisguard.server.explain import (
     find_sis,
     patch_groups,
 )
+from sisguard.sis.errors import BudgetExceeded, InvalidInput, ScoringError
+
+
+class _QueueFull(Exception):
+    """Stands for a caller's own error raised inside its score function."""
 
 
 def row_score(f: Callable[[np.ndarray], float], log: list[np.ndarray] | None = None) -> ScoreFn:
@@ -164,7 +168,7 @@ async def test_exact_mode_costs_d_d_plus_1_over_2_per_round(d: int) -> None:
 
 async def test_budget_exceeded_raises_resource_exhausted() -> None:
     x = np.array([0.9, 0.9, 10.0, 5.0])
-    with pytest.raises(ResourceExhausted) as err:
+    with pytest.raises(BudgetExceeded) as err:
         await run(x, l2, threshold=1.0, max_evaluations=11)
     assert str(err.value) == "the explanation needs at least 12 model evaluations, the evaluation budget allows 11"
 
@@ -173,7 +177,7 @@ async def test_budget_exceeded_before_the_round_starts_wastes_no_rows() -> None:
     x = np.array([0.9, 0.9, 10.0, 5.0])
     log: list[np.ndarray] = []
     params = SISParams(threshold=1.0, max_evaluations=11)
-    with pytest.raises(ResourceExhausted):
+    with pytest.raises(BudgetExceeded):
         await find_sis(x, np.zeros(4), element_groups((4,)), row_score(l2, log), params)
     assert sum(len(b) for b in log) == 2
 
@@ -210,7 +214,7 @@ async def test_partial_when_not_even_f_of_x_fits() -> None:
     assert result.status == "partial"
     assert math.isnan(result.full_score) and math.isnan(result.baseline_score)
     assert result.evaluations == 0 and log == []
-    with pytest.raises(ResourceExhausted, match="needs at least 2 model evaluations"):
+    with pytest.raises(BudgetExceeded, match="needs at least 2 model evaluations"):
         await run(x, l2, threshold=1.0, max_evaluations=0)
 
 
@@ -270,12 +274,12 @@ async def test_chunks_of_one_step_are_in_flight_together_but_bounded() -> None:
 async def test_score_function_errors_propagate_unchanged() -> None:
     async def score(batch: np.ndarray) -> np.ndarray:
         if len(batch) < 3:
-            raise ResourceExhausted("queue full")
+            raise _QueueFull("queue full")
         await asyncio.sleep(0)
         return np.ones(len(batch))
 
     x = np.ones(8)
-    with pytest.raises(ResourceExhausted, match="queue full"):
+    with pytest.raises(_QueueFull, match="queue full"):
         await find_sis(x, np.zeros(8), element_groups(x.shape), score, SISParams(threshold=0.5, chunk_size=3))
 
 
@@ -283,7 +287,7 @@ async def test_score_function_with_wrong_shape_is_internal(caplog: pytest.LogCap
     async def score(batch: np.ndarray) -> np.ndarray:
         return np.ones((len(batch), 2))
 
-    with pytest.raises(Internal, match="scoring failed: the model returned a malformed result"):
+    with pytest.raises(ScoringError, match="scoring failed: the model returned a malformed result"):
         await find_sis(np.ones(3), np.zeros(3), element_groups((3,)), score, SISParams(threshold=0.5))
     assert "returned shape (2, 2) for 2 rows" in caplog.text  # details go to the log only
 
@@ -385,7 +389,7 @@ async def test_batched_mode_cuts_evaluations_by_about_k(k: int) -> None:
     ],
 )
 def test_params_validation(kwargs: dict[str, object], message: str) -> None:
-    with pytest.raises(InvalidArgument) as err:
+    with pytest.raises(InvalidInput) as err:
         SISParams(**kwargs)  # type: ignore[arg-type]
     assert str(err.value) == message
 
@@ -393,11 +397,11 @@ def test_params_validation(kwargs: dict[str, object], message: str) -> None:
 async def test_find_sis_validates_shapes() -> None:
     score = row_score(l2)
     p = SISParams(threshold=1.0)
-    with pytest.raises(InvalidArgument, match=r"baseline has shape \[3\], expected the input shape \[4\]"):
+    with pytest.raises(InvalidInput, match=r"baseline has shape \[3\], expected the input shape \[4\]"):
         await find_sis(np.ones(4), np.zeros(3), element_groups((4,)), score, p)
-    with pytest.raises(InvalidArgument, match=r"group map has shape \[2, 2\], expected the input shape \[4\]"):
+    with pytest.raises(InvalidInput, match=r"group map has shape \[2, 2\], expected the input shape \[4\]"):
         await find_sis(np.ones(4), np.zeros(4), element_groups((2, 2)), score, p)
-    with pytest.raises(InvalidArgument, match="first missing: 1"):
+    with pytest.raises(InvalidInput, match="first missing: 1"):
         await find_sis(np.ones(3), np.zeros(3), np.array([0, 2, 2]), score, p)
 
 

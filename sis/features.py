@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from sisguard.server.errors import InvalidArgument
+from sisguard.sis.errors import InvalidInput
 
 __all__ = [
     "element_groups",
@@ -36,9 +36,9 @@ def _shape(shape: Sequence[int]) -> tuple[int, ...]:
     try:
         out = tuple(int(s) for s in shape)
     except (TypeError, ValueError):
-        raise InvalidArgument(f"expected an input shape as a sequence of integers, got {shape!r}") from None
+        raise InvalidInput(f"expected an input shape as a sequence of integers, got {shape!r}") from None
     if not out or any(s < 1 for s in out):
-        raise InvalidArgument(f"expected an input shape with at least one axis, all positive, got {out}")
+        raise InvalidInput(f"expected an input shape with at least one axis, all positive, got {out}")
     return out
 
 
@@ -46,7 +46,7 @@ def _cap(groups: np.ndarray, max_features: int | None) -> np.ndarray:
     if max_features is not None:
         d = num_features(groups)
         if d > max_features:
-            raise InvalidArgument(f"input has {d} features, the server allows at most {max_features}")
+            raise InvalidInput(f"input has {d} features, the server allows at most {max_features}")
     return groups
 
 
@@ -71,7 +71,7 @@ def pixel_groups(shape: Sequence[int], *, max_features: int | None = None) -> np
     if len(s) == 2:
         return element_groups(s, max_features=max_features)
     if len(s) != 3:
-        raise InvalidArgument(f"pixel features need an input of shape [C, H, W] or [H, W], got {list(s)}")
+        raise InvalidInput(f"pixel features need an input of shape [C, H, W] or [H, W], got {list(s)}")
     c, h, w = s
     plane = np.arange(h * w, dtype=np.int32).reshape(h, w)
     return _cap(np.ascontiguousarray(np.broadcast_to(plane, (c, h, w))), max_features)
@@ -85,9 +85,9 @@ def patch_groups(shape: Sequence[int], ph: int, pw: int, *, max_features: int | 
     """
     s = _shape(shape)
     if len(s) not in (2, 3):
-        raise InvalidArgument(f"patch features need an input of shape [C, H, W] or [H, W], got {list(s)}")
+        raise InvalidInput(f"patch features need an input of shape [C, H, W] or [H, W], got {list(s)}")
     if int(ph) < 1 or int(pw) < 1:
-        raise InvalidArgument(f"patch size must be at least 1x1, got {ph}x{pw}")
+        raise InvalidInput(f"patch size must be at least 1x1, got {ph}x{pw}")
     h, w = s[-2:]
     cols = -(-w // int(pw))
     plane = (np.arange(h)[:, None] // int(ph)) * cols + np.arange(w)[None, :] // int(pw)
@@ -97,15 +97,15 @@ def patch_groups(shape: Sequence[int], ph: int, pw: int, *, max_features: int | 
 def validate_groups(groups: np.ndarray, shape: Sequence[int]) -> int:
     """Check a group map against an input shape; return the number of features ``d``.
 
-    Raises :class:`InvalidArgument` unless ``groups`` is an integer array of exactly ``shape``
+    Raises :class:`InvalidInput` unless ``groups`` is an integer array of exactly ``shape``
     whose values are ``0..d-1`` with every feature non-empty.
     """
     g = np.asarray(groups)
     s = _shape(shape)
     if g.dtype == np.bool_ or not np.issubdtype(g.dtype, np.integer):
-        raise InvalidArgument(f"group map must hold integers, got dtype {g.dtype}")
+        raise InvalidInput(f"group map must hold integers, got dtype {g.dtype}")
     if g.shape != s:
-        raise InvalidArgument(f"group map has shape {list(g.shape)}, expected the input shape {list(s)}")
+        raise InvalidInput(f"group map has shape {list(g.shape)}, expected the input shape {list(s)}")
     _check_values(g)
     return num_features(g)
 
@@ -116,20 +116,20 @@ def _check_values(g: np.ndarray, max_features: int | None = None) -> None:
     the per-feature counts are allocated: one large id must not cost memory in proportion to it."""
     lo, hi = int(g.min()), int(g.max())
     if lo < 0:
-        raise InvalidArgument(f"group map values must be non-negative feature indices, got minimum {lo}")
+        raise InvalidInput(f"group map values must be non-negative feature indices, got minimum {lo}")
     if hi > _INT32_MAX:
-        raise InvalidArgument(f"group map values must fit in int32, got maximum {hi}")
+        raise InvalidInput(f"group map values must fit in int32, got maximum {hi}")
     if max_features is not None and hi >= max_features:
-        raise InvalidArgument(f"input has {hi + 1} features, the server allows at most {max_features}")
+        raise InvalidInput(f"input has {hi + 1} features, the server allows at most {max_features}")
     if hi >= g.size:
-        raise InvalidArgument(
+        raise InvalidInput(
             f"group map values must be exactly 0..d-1 with every feature used; got a value of {hi} "
             f"in a map of only {g.size} elements"
         )
     counts = np.bincount(g.ravel().astype(np.int64), minlength=hi + 1)
     missing = np.flatnonzero(counts == 0)
     if missing.size:
-        raise InvalidArgument(
+        raise InvalidInput(
             f"group map values must be exactly 0..d-1 with every feature used; got values up to {hi} "
             f"with {missing.size} missing (first missing: {int(missing[0])})"
         )
@@ -147,13 +147,13 @@ def explicit_groups(group_map: np.ndarray, shape: Sequence[int], max_features: i
     g = np.asarray(group_map)
     s = _shape(shape)
     if g.dtype == np.bool_ or not np.issubdtype(g.dtype, np.integer):
-        raise InvalidArgument(f"group map must hold integers, got dtype {g.dtype}")
+        raise InvalidInput(f"group map must hold integers, got dtype {g.dtype}")
     if g.size == 0:
-        raise InvalidArgument(f"group map is empty (shape {list(g.shape)}), expected one broadcastable to {list(s)}")
+        raise InvalidInput(f"group map is empty (shape {list(g.shape)}), expected one broadcastable to {list(s)}")
     try:
         full = np.broadcast_to(g, s)
     except ValueError:
-        raise InvalidArgument(
+        raise InvalidInput(
             f"group map has shape {list(g.shape)}, expected a shape broadcastable to the input shape {list(s)}"
         ) from None
     _check_values(g, max_features)
@@ -164,7 +164,7 @@ def _feature_array(features: Iterable[int], d: int) -> np.ndarray:
     f = np.fromiter((int(v) for v in features), dtype=np.int64)
     if f.size and (f.min() < 0 or f.max() >= d):
         bad = int(f[(f < 0) | (f >= d)][0])
-        raise InvalidArgument(f"feature {bad} does not exist; features are 0..{d - 1}")
+        raise InvalidInput(f"feature {bad} does not exist; features are 0..{d - 1}")
     return f
 
 
@@ -183,7 +183,7 @@ def subset_input(x: np.ndarray, baseline: np.ndarray, groups: np.ndarray, featur
     xa = np.asarray(x)
     b = np.asarray(baseline)
     if b.shape != xa.shape or np.shape(groups) != xa.shape:
-        raise InvalidArgument(
+        raise InvalidInput(
             f"input, baseline and group map must share one shape, got {list(xa.shape)}, "
             f"{list(b.shape)} and {list(np.shape(groups))}"
         )

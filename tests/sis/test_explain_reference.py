@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sisguard.server.explain import (
+from sisguard.sis import (
     SISParams,
     element_groups,
     explicit_groups,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import DTypeLike
 
-from sisguard.server.errors import InvalidArgument
+from sisguard.sis.errors import InvalidInput
 
 __all__ = ["constant_baseline", "tensor_baseline", "zero_baseline"]
 
@@ -22,7 +22,7 @@ __all__ = ["constant_baseline", "tensor_baseline", "zero_baseline"]
 def _shape(shape: Sequence[int]) -> tuple[int, ...]:
     out = tuple(int(s) for s in shape)
     if any(s < 1 for s in out):
-        raise InvalidArgument(f"expected an input shape with positive axes, got {list(out)}")
+        raise InvalidInput(f"expected an input shape with positive axes, got {list(out)}")
     return out
 
 
@@ -34,7 +34,7 @@ def zero_baseline(shape: Sequence[int], dtype: DTypeLike = np.float32) -> np.nda
 def constant_baseline(shape: Sequence[int], value: float, dtype: DTypeLike = np.float32) -> np.ndarray:
     """``value`` everywhere; it must be finite."""
     if not np.isfinite(value):
-        raise InvalidArgument(f"baseline constant must be a finite number, got {value}")
+        raise InvalidInput(f"baseline constant must be a finite number, got {value}")
     return np.full(_shape(shape), value, dtype=dtype)
 
 
@@ -43,9 +43,9 @@ def tensor_baseline(tensor: np.ndarray, shape: Sequence[int], dtype: DTypeLike =
     t = np.asarray(tensor)
     s = _shape(shape)
     if t.shape != s:
-        raise InvalidArgument(f"baseline tensor has shape {list(t.shape)}, expected the input shape {list(s)}")
+        raise InvalidInput(f"baseline tensor has shape {list(t.shape)}, expected the input shape {list(s)}")
     if t.dtype.kind not in "biuf":
-        raise InvalidArgument(f"baseline tensor must be numeric, got dtype {t.dtype}")
+        raise InvalidInput(f"baseline tensor must be numeric, got dtype {t.dtype}")
     if t.dtype.kind == "f" and not np.all(np.isfinite(t)):
-        raise InvalidArgument("baseline tensor must hold finite values, got NaN or infinity")
+        raise InvalidInput("baseline tensor must hold finite values, got NaN or infinity")
     return np.array(t, dtype=dtype, copy=True)

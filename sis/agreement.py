@@ -1,4 +1,4 @@
-"""Dense vs pruned rationales: explain both, then measure how far their SIS agree.
+"""How far two models' SIS agree: pure measures over two :class:`SISResult`.
 
 Measures (see :class:`AgreementResult`): top-1 agreement, confidence gap, Jaccard overlap of the
 first SIS and of the collections' unions, cross-sufficiency (does one model's first SIS keep the
@@ -9,32 +9,22 @@ other model above τ?) and Spearman correlation of the first-round BackSelect re
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from sisguard.server.explain.features import subset_input
-from sisguard.server.explain.sis import (
-    ProgressEvent,
-    ScoreFn,
-    SISParams,
-    SISResult,
-    find_sis,
-    gather_or_cancel,
-)
+from sisguard.sis.backselect import SISResult
 
 __all__ = [
     "AgreementResult",
     "DivergenceReason",
     "DivergenceThresholds",
-    "PairExplanation",
     "compute_agreement",
-    "explain_pair",
+    "first_sis",
     "jaccard",
     "rank_correlation",
-    "score_along_path",
 ]
 
 DivergenceReason = Literal[
@@ -88,23 +78,6 @@ class AgreementResult:
     reasons: tuple[DivergenceReason, ...]
 
 
-@dataclass(frozen=True)
-class PairExplanation:
-    """Both explanations of one input; a side is ``None`` when it was not asked for.
-
-    ``control`` and ``control_agreement`` (dense vs control, measured exactly like dense vs pruned)
-    are set only when a control score function was given.
-    """
-
-    target: int
-    threshold: float
-    dense: SISResult | None
-    pruned: SISResult | None
-    agreement: AgreementResult | None
-    control: SISResult | None = None
-    control_agreement: AgreementResult | None = None
-
-
 def jaccard(a: Iterable[int], b: Iterable[int]) -> float:
     """``|a ∩ b| / |a ∪ b|``; 1.0 when both are empty.
 
@@ -138,7 +111,7 @@ def rank_correlation(order_a: Sequence[int], order_b: Sequence[int]) -> float:
     return float(1.0 - 6.0 * float(np.sum(delta * delta)) / (n * (n * n - 1)))
 
 
-def _first(result: SISResult) -> tuple[int, ...] | None:
+def first_sis(result: SISResult) -> tuple[int, ...] | None:
     return result.collection[0].features if result.collection else None
 
 
@@ -158,7 +131,7 @@ def compute_agreement(
     thresholds: DivergenceThresholds,
 ) -> AgreementResult:
     """Agreement of two finished explanations, given the cross-sufficiency scores (``None``: no SIS)."""
-    first_d, first_p = _first(dense), _first(pruned)
+    first_d, first_p = first_sis(dense), first_sis(pruned)
     both = first_d is not None and first_p is not None
     iou_first = jaccard(first_d or (), first_p or ())
     d_suff = None if dense_sis_score_on_pruned is None else bool(dense_sis_score_on_pruned >= threshold)
@@ -200,114 +173,3 @@ def compute_agreement(
     )
 
 
-async def _score_subset(
-    score: ScoreFn, x: np.ndarray, baseline: np.ndarray, groups: np.ndarray, features: tuple[int, ...] | None
-) -> float | None:
-    if features is None:
-        return None
-    out = np.asarray(await score(subset_input(x, baseline, groups, features)[None]), dtype=np.float64)
-    return float(out.reshape(-1)[0])
-
-
-async def explain_pair(
-    x: np.ndarray,
-    baseline: np.ndarray,
-    groups: np.ndarray,
-    *,
-    dense_score: ScoreFn | None,
-    pruned_score: ScoreFn | None,
-    params: SISParams,
-    dense_top1: int,
-    pruned_top1: int,
-    thresholds: DivergenceThresholds,
-    progress: Callable[[str, ProgressEvent], None] | None = None,
-    target: int | None = None,
-    control_score: ScoreFn | None = None,
-    control_top1: int | None = None,
-) -> PairExplanation:
-    """Explain ``x`` under the dense and/or pruned score functions concurrently; compare when both ran.
-
-    ``params.threshold`` is absolute. ``dense_top1``/``pruned_top1`` are the models' top-1 classes
-    on the full input; ``target`` (default ``dense_top1``) is only recorded in the result — the
-    score functions already score it. Cross-sufficiency costs one extra row per side; those rows
-    are not part of either side's ``evaluations``. If one side fails, the other is cancelled and
-    the error propagates. With ``control_score`` (and ``control_top1``) the control is explained
-    at the same time and compared with the dense model the same way.
-    """
-    scorers = {"dense": dense_score, "pruned": pruned_score, "control": control_score}
-    names = [n for n, fn in scorers.items() if fn is not None]
-    runs = [
-        find_sis(x, baseline, groups, scorers[n], params, None if progress is None else _tagged(progress, n))  # type: ignore[arg-type]
-        for n in names
-    ]
-    results = dict(zip(names, await gather_or_cancel(runs) if runs else [], strict=True))
-    dense = results.get("dense")
-    xa, ga = np.asarray(x), np.asarray(groups)
-    ba = np.asarray(baseline).astype(xa.dtype)
-
-    async def compare(other: str, other_top1: int) -> AgreementResult | None:
-        result, fn = results.get(other), scorers[other]
-        if dense is None or result is None or dense_score is None or fn is None:
-            return None
-        d_on_o, o_on_d = await gather_or_cancel(
-            [_score_subset(fn, xa, ba, ga, _first(dense)), _score_subset(dense_score, xa, ba, ga, _first(result))]
-        )
-        return compute_agreement(
-            dense,
-            result,
-            threshold=params.threshold,
-            dense_top1=dense_top1,
-            pruned_top1=other_top1,
-            dense_sis_score_on_pruned=d_on_o,
-            pruned_sis_score_on_dense=o_on_d,
-            thresholds=thresholds,
-        )
-
-    agree, control_agree = await gather_or_cancel(
-        [compare("pruned", pruned_top1), compare("control", dense_top1 if control_top1 is None else control_top1)]
-    )
-    return PairExplanation(
-        target=dense_top1 if target is None else int(target),
-        threshold=float(params.threshold),
-        dense=dense,
-        pruned=results.get("pruned"),
-        agreement=agree,
-        control=results.get("control"),
-        control_agreement=control_agree,
-    )
-
-
-async def score_along_path(
-    score: ScoreFn,
-    x: np.ndarray,
-    baseline: np.ndarray,
-    groups: np.ndarray,
-    order: Sequence[int],
-    chunk_size: int = 64,
-) -> np.ndarray:
-    """Scores of the inputs along a BackSelect path: row ``k`` has the first ``k + 1`` features of
-    ``order`` set to the baseline (the inputs behind ``BackSelectTrace.scores``). Built and scored in
-    chunks of ``chunk_size`` rows, so memory stays ``O(chunk_size × input size)`` whatever ``d``.
-    """
-    xa = np.asarray(x)
-    ba = np.asarray(baseline).astype(xa.dtype)
-    ga = np.asarray(groups)
-    gflat = ga.reshape(-1)
-    # rank of each element's feature in the order: an element is masked in row k when rank <= k
-    pos = np.full(int(gflat.max()) + 1 if gflat.size else 0, len(order), dtype=np.int64)
-    pos[np.asarray(order, dtype=np.int64)] = np.arange(len(order))
-    rank = pos[gflat].reshape(xa.shape)
-    out: list[np.ndarray] = []
-    for start in range(0, len(order), chunk_size):
-        ks = np.arange(start, min(start + chunk_size, len(order)))
-        masked = rank[None] <= ks.reshape(-1, *([1] * xa.ndim))
-        batch = np.where(masked, ba[None], xa[None])
-        out.append(np.asarray(await score(batch), dtype=np.float64).reshape(-1))
-    return np.concatenate(out) if out else np.zeros(0)
-
-
-def _tagged(progress: Callable[[str, ProgressEvent], None], name: str) -> Callable[[ProgressEvent], None]:
-    def report(event: ProgressEvent) -> None:
-        progress(name, event)
-
-    return report

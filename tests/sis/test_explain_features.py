@@ -7,8 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from sisguard.server.errors import InvalidArgument
-from sisguard.server.explain import (
+from sisguard.sis import (
     constant_baseline,
     element_groups,
     explicit_groups,
@@ -21,6 +20,7 @@ from sisguard.server.explain import (
     validate_groups,
     zero_baseline,
 )
+from sisguard.sis.errors import InvalidInput
 
 
 def test_element_groups() -> None:
@@ -40,7 +40,7 @@ def test_pixel_groups_share_a_feature_across_channels() -> None:
 
 @pytest.mark.parametrize("shape", [(5,), (1, 2, 3, 4)])
 def test_pixel_groups_need_two_or_three_axes(shape: tuple[int, ...]) -> None:
-    with pytest.raises(InvalidArgument) as err:
+    with pytest.raises(InvalidInput) as err:
         pixel_groups(shape)
     assert str(err.value) == f"pixel features need an input of shape [C, H, W] or [H, W], got {list(shape)}"
 
@@ -60,9 +60,9 @@ def test_patch_groups_ragged_edges_row_major() -> None:
 
 
 def test_patch_groups_validation() -> None:
-    with pytest.raises(InvalidArgument, match=r"patch size must be at least 1x1, got 0x2"):
+    with pytest.raises(InvalidInput, match=r"patch size must be at least 1x1, got 0x2"):
         patch_groups((4, 4), 0, 2)
-    with pytest.raises(InvalidArgument, match=r"patch features need an input of shape \[C, H, W\] or \[H, W\]"):
+    with pytest.raises(InvalidInput, match=r"patch features need an input of shape \[C, H, W\] or \[H, W\]"):
         patch_groups((4,), 2, 2)
 
 
@@ -88,7 +88,7 @@ def test_explicit_groups_broadcast_over_channels() -> None:
     ],
 )
 def test_explicit_groups_validation_messages(group_map: np.ndarray, message: str) -> None:
-    with pytest.raises(InvalidArgument) as err:
+    with pytest.raises(InvalidInput) as err:
         explicit_groups(group_map, (2, 2))
     assert str(err.value) == message
 
@@ -103,7 +103,7 @@ def test_explicit_groups_validation_messages(group_map: np.ndarray, message: str
     ],
 )
 def test_feature_cap(build: Callable[[], np.ndarray]) -> None:
-    with pytest.raises(InvalidArgument) as err:
+    with pytest.raises(InvalidInput) as err:
         build()
     assert str(err.value) == "input has 16 features, the server allows at most 10"
 
@@ -114,9 +114,9 @@ def test_feature_cap_allows_exactly_the_limit() -> None:
 
 def test_validate_groups() -> None:
     assert validate_groups(patch_groups((4, 4), 2, 2), (4, 4)) == 4
-    with pytest.raises(InvalidArgument, match=r"group map has shape \[4, 4\], expected the input shape \[16\]"):
+    with pytest.raises(InvalidInput, match=r"group map has shape \[4, 4\], expected the input shape \[16\]"):
         validate_groups(element_groups((4, 4)), (16,))
-    with pytest.raises(InvalidArgument, match="must hold integers"):
+    with pytest.raises(InvalidInput, match="must hold integers"):
         validate_groups(np.zeros((2,)), (2,))
 
 
@@ -132,7 +132,7 @@ def test_feature_mask_and_subset_input() -> None:
     assert z.tolist() == [[-1, -1, -1, -1], [-1, -1, -1, -1], [-1, -1, 10, 11], [-1, -1, 14, 15]]
     assert np.array_equal(subset_input(x, baseline, groups, []), baseline)
     assert np.array_equal(subset_input(x, baseline, groups, range(4)), x)
-    with pytest.raises(InvalidArgument, match=r"feature 4 does not exist; features are 0\.\.3"):
+    with pytest.raises(InvalidInput, match=r"feature 4 does not exist; features are 0\.\.3"):
         feature_mask(groups, [0, 4])
 
 
@@ -163,6 +163,6 @@ def test_baselines() -> None:
     ],
 )
 def test_baseline_validation(build: Callable[[], np.ndarray], message: str) -> None:
-    with pytest.raises(InvalidArgument) as err:
+    with pytest.raises(InvalidInput) as err:
         build()
     assert str(err.value) == message
