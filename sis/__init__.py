@@ -5,7 +5,8 @@ score function for scores of masked batches and never sees a model, a session or
 
 * :mod:`.features` — feature group maps (element, pixel, patch, explicit) and subset helpers.
 * :mod:`.baselines` — values that masked features take.
-* :mod:`.backselect` — BackSelect, FindSIS and SIS collections (:func:`find_sis`).
+* :mod:`.backselect` — BackSelect, FindSIS and SIS collections: the resumable search
+  (:class:`SISSearch`) and its async driver (:func:`find_sis`).
 * :mod:`.agreement` — pure measures between two SIS results (:func:`compute_agreement`).
 * :mod:`.pair` — explain one input under several models and compare them (:func:`explain_pair`).
 * :mod:`.errors` — the only exceptions the engine raises.
@@ -24,8 +25,11 @@ from sisguard.sis.backselect import (
     BackSelectTrace,
     ProgressEvent,
     ScoreFn,
+    ScoreRequest,
+    SearchDriver,
     SISParams,
     SISResult,
+    SISSearch,
     SISStatus,
     SubsetResult,
     backselect_cost,
@@ -57,9 +61,12 @@ __all__ = [
     "SISError",
     "SISParams",
     "SISResult",
+    "SISSearch",
     "SISStatus",
     "ScoreFn",
+    "ScoreRequest",
     "ScoringError",
+    "SearchDriver",
     "SubsetResult",
     "backselect_cost",
     "compute_agreement",

@@ -1,9 +1,14 @@
 """Sufficient input subsets (SIS; Carter et al., AISTATS 2019): BackSelect, FindSIS, collections.
 
-Transport-neutral and model-free: the engine asks an async score function for the target-class
-score of batches of masked inputs and never sees a model. Pipeline: validate → BackSelect one
-round → FindSIS on its trace → mask that SIS and repeat until ``max_sis`` subsets are found or the
-rest of the input is no longer sufficient.
+Transport-neutral and model-free: the engine asks for the target-class scores of batches of
+masked inputs and never sees a model. Pipeline: validate → BackSelect one round → FindSIS on its
+trace → mask that SIS and repeat until ``max_sis`` subsets are found or the rest of the input is no
+longer sufficient.
+
+The algorithm is one synchronous, resumable state machine, :class:`SISSearch` (pure numpy: "the
+rows of the next step" / "here are their scores"). :func:`find_sis` drives it with an async score
+function, chunk by chunk; a :class:`SearchDriver` (a server's per-model step scheduler) drives many
+searches at once from a model's worker thread without an event-loop hop per step.
 
 Evaluation accounting (``SISResult.evaluations``, the budget ``max_evaluations``) counts every row
 the score function is asked for:
@@ -25,9 +30,9 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -39,8 +44,11 @@ __all__ = [
     "ProgressEvent",
     "SISParams",
     "SISResult",
+    "SISSearch",
     "SISStatus",
     "ScoreFn",
+    "ScoreRequest",
+    "SearchDriver",
     "SubsetResult",
     "backselect_cost",
     "find_sis",
@@ -203,52 +211,6 @@ class _Masker:
         return out
 
 
-class _Scorer:
-    """Calls the score function in chunks and keeps the evaluation count and budget."""
-
-    def __init__(self, score: ScoreFn, shape: tuple[int, ...], masker: _Masker, params: SISParams) -> None:
-        self._score = score
-        self._shape = shape
-        self._masker = masker
-        self._chunk = int(params.chunk_size)
-        self._inflight = int(params.max_inflight_chunks)
-        self._budget = params.max_evaluations
-        self.evaluations = 0
-
-    def require(self, n: int) -> None:
-        """Raise ``_BudgetExceeded`` unless ``n`` more rows fit in the budget."""
-        if self._budget is not None and self.evaluations + n > self._budget:
-            raise _BudgetExceeded(self.evaluations + n)
-
-    async def _call(self, rows: np.ndarray) -> np.ndarray:
-        n = rows.shape[0]
-        out = np.asarray(await self._score(rows.reshape((n, *self._shape))), dtype=np.float64)
-        if out.shape != (n,):
-            _log.error("score function returned shape %s for %d rows, expected (%d,)", out.shape, n, n)
-            raise ScoringError("scoring failed: the model returned a malformed result")
-        return out
-
-    async def inputs(self, rows: np.ndarray) -> np.ndarray:
-        """Scores of explicit flat inputs ``(m, n)`` (f(x), f(baseline), check and extra rows), chunked."""
-        self.require(rows.shape[0])
-        self.evaluations += rows.shape[0]
-        parts = [rows[i : i + self._chunk] for i in range(0, rows.shape[0], self._chunk)]
-        return np.concatenate(await gather_or_cancel([self._call(p) for p in parts]))
-
-    async def masked(self, state: np.ndarray, features: np.ndarray) -> np.ndarray:
-        """Scores of ``state`` with each of ``features`` masked in turn, chunk by chunk."""
-        self.require(features.size)
-        self.evaluations += features.size
-        gate = asyncio.Semaphore(self._inflight)
-
-        async def chunk(feats: np.ndarray) -> np.ndarray:
-            async with gate:  # rows are built only once the chunk may run: bounded memory
-                return await self._call(self._masker.rows(state, feats))
-
-        parts = [features[i : i + self._chunk] for i in range(0, features.size, self._chunk)]
-        return np.concatenate(await gather_or_cancel([chunk(p) for p in parts]))
-
-
 def _validate(x: np.ndarray, baseline: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     if x.size == 0:
         raise InvalidInput(f"input is empty (shape {list(x.shape)})")
@@ -256,6 +218,264 @@ def _validate(x: np.ndarray, baseline: np.ndarray, groups: np.ndarray) -> tuple[
         raise InvalidInput(f"baseline has shape {list(baseline.shape)}, expected the input shape {list(x.shape)}")
     d = validate_groups(groups, x.shape)
     return np.ascontiguousarray(groups, dtype=np.int64), baseline.astype(x.dtype, copy=False), d
+
+
+@dataclass(frozen=True, eq=False)
+class ScoreRequest:
+    """The rows a :class:`SISSearch` needs scored next: ``size`` inputs, built on demand.
+
+    Either explicit rows (``f(x)``, ``f(baseline)``, a sufficiency check, a batched step's extra
+    row) or one BackSelect step: the search's current input with each remaining feature masked in
+    turn. :meth:`rows` builds any slice, so a caller holds ``O(slice × input size)`` whatever ``d``.
+    """
+
+    size: int
+    shape: tuple[int, ...]
+    _explicit: np.ndarray | None = None
+    _step: tuple[_Masker, np.ndarray, np.ndarray] | None = None  # masker, current input, features
+
+    @property
+    def is_step(self) -> bool:
+        """Whether this is a BackSelect step (one row per remaining feature)."""
+        return self._step is not None
+
+    def rows(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Rows ``[start, stop)`` of the request, shaped ``(n, *input_shape)`` in the input's dtype."""
+        stop = self.size if stop is None else min(int(stop), self.size)
+        if self._step is not None:
+            masker, state, features = self._step
+            flat = masker.rows(state, features[start:stop])
+        elif self._explicit is not None:
+            flat = self._explicit[start:stop]
+        else:
+            raise RuntimeError("a score request holds either explicit rows or a BackSelect step")
+        return flat.reshape((flat.shape[0], *self.shape))
+
+
+_Steps = Generator[ScoreRequest, np.ndarray, None]
+
+
+class SISSearch:
+    """FindSIS as a synchronous, resumable state machine: one algorithm for every driver.
+
+    The search never calls a model. It exposes the rows it needs next (:attr:`request`), takes
+    their scores (:meth:`feed`) and moves on, until :attr:`done`; then :meth:`result` is the
+    :class:`SISResult`. :func:`find_sis` drives it with an async score function; a server can drive
+    many searches at once from a model's worker thread, putting the current steps of all of them
+    into one model run. Choices, tie-breaking, scores, evaluation accounting, budget checks and
+    progress events are the same whoever drives it.
+
+    >>> from sisguard.sis import element_groups
+    >>> x = np.array([0.9, 0.9, 10.0, 5.0])
+    >>> search = SISSearch(x, np.zeros_like(x), element_groups(x.shape), SISParams(threshold=1.0, max_sis=3))
+    >>> while search.request is not None:
+    ...     rows = search.request.rows()
+    ...     search.feed(np.linalg.norm(rows.reshape(len(rows), -1), axis=1))
+    >>> [s.features for s in search.result().collection], search.evaluations
+    ([(2,), (3,), (1, 0)], 23)
+    """
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        baseline: np.ndarray,
+        groups: np.ndarray,
+        params: SISParams,
+        progress: Callable[[ProgressEvent], None] | None = None,
+    ) -> None:
+        self._started = time.monotonic()
+        xa = np.asarray(x)
+        groups_i, base, d = _validate(xa, np.asarray(baseline), np.asarray(groups))
+        self.params = params
+        self.shape: tuple[int, ...] = tuple(xa.shape)
+        self.num_features = d
+        self.evaluations = 0
+        self._x = xa.ravel().copy()
+        self._base = base.ravel().copy()
+        self._masker = _Masker(groups_i, self._base, d)
+        self._progress = progress
+        self._result: SISResult | None = None
+        self._error: BudgetExceeded | None = None
+        self._steps: _Steps = self._search()
+        self.request: ScoreRequest | None = next(self._steps, None)
+
+    @property
+    def done(self) -> bool:
+        return self.request is None
+
+    def feed(self, scores: np.ndarray) -> None:
+        """Scores of every row of :attr:`request`, in order; advances to the next request."""
+        req = self.request
+        if req is None:
+            raise RuntimeError("the search is done; it needs no more scores")
+        out = np.asarray(scores, dtype=np.float64)
+        if out.shape != (req.size,):
+            _log.error("score function returned shape %s for %d rows, expected (%d,)", out.shape, req.size, req.size)
+            raise ScoringError("scoring failed: the model returned a malformed result")
+        try:
+            self.request = self._steps.send(out)
+        except StopIteration:
+            self.request = None
+
+    def result(self) -> SISResult:
+        """The outcome once :attr:`done`; raises :class:`BudgetExceeded` as :func:`find_sis` does."""
+        if self._error is not None:
+            raise self._error
+        if self._result is None:
+            raise RuntimeError("the search is not done yet")
+        return self._result
+
+    # -- the algorithm ------------------------------------------------------------------------
+
+    def _require(self, n: int) -> None:
+        """Raise ``_BudgetExceeded`` unless ``n`` more rows fit in the budget."""
+        budget = self.params.max_evaluations
+        if budget is not None and self.evaluations + n > budget:
+            raise _BudgetExceeded(self.evaluations + n)
+
+    def _inputs(self, rows: np.ndarray) -> Generator[ScoreRequest, np.ndarray, np.ndarray]:
+        """Scores of explicit flat inputs ``(m, n)``."""
+        self._require(rows.shape[0])
+        self.evaluations += rows.shape[0]
+        return (yield ScoreRequest(int(rows.shape[0]), self.shape, _explicit=rows))
+
+    def _masked(self, state: np.ndarray, features: np.ndarray) -> Generator[ScoreRequest, np.ndarray, np.ndarray]:
+        """Scores of ``state`` with each of ``features`` masked in turn."""
+        self._require(features.size)
+        self.evaluations += features.size
+        return (yield ScoreRequest(int(features.size), self.shape, _step=(self._masker, state, features)))
+
+    def _search(self) -> _Steps:
+        params, tau = self.params, float(self.params.threshold)
+        collection: list[SubsetResult] = []
+        traces: list[BackSelectTrace] = []
+        full_score = baseline_score = math.nan
+        status: SISStatus
+        try:
+            both = yield from self._inputs(np.stack([self._x, self._base]))
+            full_score, baseline_score = (float(v) for v in both)
+            if not full_score >= tau:
+                status = "not_confident"
+            elif baseline_score >= tau:
+                status = "baseline_sufficient"
+                collection.append(SubsetResult(features=(), score=baseline_score))
+            else:
+                status = "found"
+                yield from self._collect(full_score, collection, traces)
+        except _BudgetExceeded as exc:
+            if not params.allow_partial:
+                self._error = BudgetExceeded(
+                    f"the explanation needs at least {exc.needed} model evaluations, "
+                    f"the evaluation budget allows {params.max_evaluations}",
+                    needed=exc.needed,
+                    budget=params.max_evaluations,
+                )
+                return
+            status = "partial"
+        self._result = SISResult(
+            status=status,
+            collection=tuple(collection),
+            full_score=full_score,
+            baseline_score=baseline_score,
+            backselect=tuple(traces),
+            evaluations=self.evaluations,
+            seconds=time.monotonic() - self._started,
+        )
+
+    def _collect(self, full_score: float, collection: list[SubsetResult], traces: list[BackSelectTrace]) -> _Steps:
+        """SIS rounds; appends each completed round to ``collection`` and ``traces``."""
+        params, tau, masker = self.params, float(self.params.threshold), self._masker
+        current = self._x.copy()  # x with every SIS found so far masked
+        remaining = np.arange(self.num_features, dtype=np.int64)
+        start_score = full_score
+        for round_ in range(params.max_sis):
+            if remaining.size == 0:
+                return
+            if round_ > 0:
+                start_score = float((yield from self._inputs(current[None, :].copy()))[0])
+                if not start_score >= tau:
+                    return
+            self._require(backselect_cost(remaining.size, params.batch_k))
+            order, scores, exact = yield from self._backselect(current, remaining, round_)
+            k = _find_k(scores, tau)
+            sis = order[k:][::-1]
+            if k == 0:
+                subset_score = start_score
+            elif exact[k - 1]:
+                subset_score = scores[k - 1]
+            else:  # batched mode: the recorded score was a single-removal estimate
+                subset = current.copy()
+                masker.mask(subset, np.asarray(order[:k], dtype=np.int64))
+                subset_score = float((yield from self._inputs(subset[None, :]))[0])
+            collection.append(SubsetResult(features=tuple(sis), score=subset_score))
+            traces.append(BackSelectTrace(order=tuple(order), scores=tuple(scores)))
+            sis_arr = np.asarray(sis, dtype=np.int64)
+            masker.mask(current, sis_arr)
+            remaining = np.setdiff1d(remaining, sis_arr, assume_unique=True)
+
+    def _backselect(
+        self, start: np.ndarray, candidates: np.ndarray, round_: int
+    ) -> Generator[ScoreRequest, np.ndarray, tuple[list[int], list[float], list[bool]]]:
+        """Remove every candidate feature, most dispensable first.
+
+        Returns the removal order, the recorded score after each removal, and whether each recorded
+        score is exact (f of the input with exactly the features so far removed). In batched mode the
+        j-th of the ``k`` features removed in one step records the score of removing it alone, except
+        the last, which records the exact score of the input with all ``k`` removed (one extra row).
+        """
+        batch_k = self.params.batch_k
+        state = start.copy()
+        rem = candidates.copy()  # ascending feature ids: argmax/stable sort break ties by lowest id
+        order: list[int] = []
+        scores: list[float] = []
+        exact: list[bool] = []
+        step = 0
+        while rem.size:
+            s = yield from self._masked(state, rem)
+            key = np.where(np.isnan(s), -np.inf, s)
+            if batch_k == 1 or rem.size == 1:
+                picks = np.array([int(np.argmax(key))])
+            else:
+                picks = np.argsort(-key, kind="stable")[:batch_k]
+            chosen = rem[picks]
+            self._masker.mask(state, chosen)
+            order.extend(int(f) for f in chosen)
+            scores.extend(float(v) for v in s[picks[:-1]])
+            exact.extend([False] * (picks.size - 1))
+            if picks.size > 1:
+                scores.append(float((yield from self._inputs(state[None, :].copy()))[0]))
+            else:
+                scores.append(float(s[picks[0]]))
+            exact.append(True)
+            rem = np.delete(rem, picks)
+            if self._progress is not None:
+                self._progress(
+                    ProgressEvent(round=round_, step=step, features_left=int(rem.size), evaluations=self.evaluations)
+                )
+            step += 1
+        return order, scores, exact
+
+
+def _find_k(scores: list[float], tau: float) -> int:
+    """Largest ``k < m`` with ``s_k ≥ τ``; ``s_0``, the round's start score, is ≥ τ (checked before).
+
+    ``k = m`` (everything masked) is excluded: that input is the baseline, known not sufficient,
+    so float noise in its score can never produce an empty SIS.
+    """
+    k = 0
+    for j in range(1, len(scores)):
+        if scores[j - 1] >= tau:
+            k = j
+    return k
+
+
+@runtime_checkable
+class SearchDriver(Protocol):
+    """A score function that can run a whole :class:`SISSearch` itself (e.g. on a model's worker
+    thread, batched with other searches); :func:`find_sis` hands it the search instead of asking
+    for every step's scores."""
+
+    async def drive(self, search: SISSearch) -> None: ...
 
 
 async def find_sis(
@@ -273,7 +493,8 @@ async def find_sis(
         baseline: values of masked elements, the shape of ``x`` (cast to its dtype).
         groups: group map of ``x``'s shape (see :mod:`.features`); feature ``g`` is the elements
             where ``groups == g``.
-        score: ``await score(batch)`` → ``(n,)`` target-class scores of ``(n, *x.shape)`` inputs.
+        score: ``await score(batch)`` → ``(n,)`` target-class scores of ``(n, *x.shape)`` inputs;
+            a :class:`SearchDriver` runs the whole search itself instead.
         params: threshold, collection size, mode, budget and chunking.
         progress: called after every BackSelect step.
 
@@ -300,147 +521,29 @@ async def find_sis(
     >>> result.evaluations  # 2 + 10 + (1 + 6) + (1 + 3)
     23
     """
-    started = time.monotonic()
-    xa = np.asarray(x)
-    groups_i, base, d = _validate(xa, np.asarray(baseline), np.asarray(groups))
-    x_flat = xa.ravel().copy()
-    base_flat = base.ravel().copy()
-    masker = _Masker(groups_i, base_flat, d)
-    scorer = _Scorer(score, xa.shape, masker, params)
-    tau = float(params.threshold)
-
-    collection: list[SubsetResult] = []
-    traces: list[BackSelectTrace] = []
-    full_score = baseline_score = math.nan
-    status: SISStatus
-    try:
-        full_score, baseline_score = (float(v) for v in await scorer.inputs(np.stack([x_flat, base_flat])))
-        if not full_score >= tau:
-            status = "not_confident"
-        elif baseline_score >= tau:
-            status = "baseline_sufficient"
-            collection.append(SubsetResult(features=(), score=baseline_score))
-        else:
-            status = "found"
-            await _collect(x_flat, full_score, d, masker, scorer, params, progress, collection, traces)
-    except _BudgetExceeded as exc:
-        if not params.allow_partial:
-            raise BudgetExceeded(
-                f"the explanation needs at least {exc.needed} model evaluations, "
-                f"the evaluation budget allows {params.max_evaluations}",
-                needed=exc.needed,
-                budget=params.max_evaluations,
-            ) from None
-        status = "partial"
-    return SISResult(
-        status=status,
-        collection=tuple(collection),
-        full_score=full_score,
-        baseline_score=baseline_score,
-        backselect=tuple(traces),
-        evaluations=scorer.evaluations,
-        seconds=time.monotonic() - started,
-    )
+    search = SISSearch(x, baseline, groups, params, progress)
+    if isinstance(score, SearchDriver):
+        await score.drive(search)
+    else:
+        await _drive(search, score)
+    return search.result()
 
 
-async def _collect(
-    x_flat: np.ndarray,
-    full_score: float,
-    d: int,
-    masker: _Masker,
-    scorer: _Scorer,
-    params: SISParams,
-    progress: Callable[[ProgressEvent], None] | None,
-    collection: list[SubsetResult],
-    traces: list[BackSelectTrace],
-) -> None:
-    """SIS rounds; appends each completed round to ``collection`` and ``traces``."""
-    tau = float(params.threshold)
-    current = x_flat.copy()  # x with every SIS found so far masked
-    remaining = np.arange(d, dtype=np.int64)
-    start_score = full_score
-    for round_ in range(params.max_sis):
-        if remaining.size == 0:
-            return
-        if round_ > 0:
-            start_score = float((await scorer.inputs(current[None, :].copy()))[0])
-            if not start_score >= tau:
-                return
-        scorer.require(backselect_cost(remaining.size, params.batch_k))
-        order, scores, exact = await _backselect(current, remaining, round_, masker, scorer, params, progress)
-        k = _find_k(scores, tau)
-        sis = order[k:][::-1]
-        if k == 0:
-            subset_score = start_score
-        elif exact[k - 1]:
-            subset_score = scores[k - 1]
-        else:  # batched mode: the recorded score was a single-removal estimate
-            subset = current.copy()
-            masker.mask(subset, np.asarray(order[:k], dtype=np.int64))
-            subset_score = float((await scorer.inputs(subset[None, :]))[0])
-        collection.append(SubsetResult(features=tuple(sis), score=subset_score))
-        traces.append(BackSelectTrace(order=tuple(order), scores=tuple(scores)))
-        sis_arr = np.asarray(sis, dtype=np.int64)
-        masker.mask(current, sis_arr)
-        remaining = np.setdiff1d(remaining, sis_arr, assume_unique=True)
+async def _drive(search: SISSearch, score: ScoreFn) -> None:
+    """Run ``search`` with an async score function: each request in chunks of ``chunk_size`` rows,
+    at most ``max_inflight_chunks`` awaited at once (rows are built only once their chunk may run)."""
+    chunk = int(search.params.chunk_size)
+    gate = asyncio.Semaphore(int(search.params.max_inflight_chunks))
 
+    async def part(req: ScoreRequest, start: int, stop: int) -> np.ndarray:
+        async with gate:
+            out = np.asarray(await score(req.rows(start, stop)), dtype=np.float64)
+        if out.shape != (stop - start,):
+            n = stop - start
+            _log.error("score function returned shape %s for %d rows, expected (%d,)", out.shape, n, n)
+            raise ScoringError("scoring failed: the model returned a malformed result")
+        return out
 
-def _find_k(scores: list[float], tau: float) -> int:
-    """Largest ``k < m`` with ``s_k ≥ τ``; ``s_0``, the round's start score, is ≥ τ (checked before).
-
-    ``k = m`` (everything masked) is excluded: that input is the baseline, known not sufficient,
-    so float noise in its score can never produce an empty SIS.
-    """
-    k = 0
-    for j in range(1, len(scores)):
-        if scores[j - 1] >= tau:
-            k = j
-    return k
-
-
-async def _backselect(
-    start: np.ndarray,
-    candidates: np.ndarray,
-    round_: int,
-    masker: _Masker,
-    scorer: _Scorer,
-    params: SISParams,
-    progress: Callable[[ProgressEvent], None] | None,
-) -> tuple[list[int], list[float], list[bool]]:
-    """Remove every candidate feature, most dispensable first.
-
-    Returns the removal order, the recorded score after each removal, and whether each recorded
-    score is exact (f of the input with exactly the features so far removed). In batched mode the
-    j-th of the ``k`` features removed in one step records the score of removing it alone, except
-    the last, which records the exact score of the input with all ``k`` removed (one extra row).
-    """
-    state = start.copy()
-    rem = candidates.copy()  # ascending feature ids: argmax/stable sort break ties by lowest id
-    order: list[int] = []
-    scores: list[float] = []
-    exact: list[bool] = []
-    step = 0
-    while rem.size:
-        s = await scorer.masked(state, rem)
-        key = np.where(np.isnan(s), -np.inf, s)
-        if params.batch_k == 1 or rem.size == 1:
-            picks = np.array([int(np.argmax(key))])
-        else:
-            picks = np.argsort(-key, kind="stable")[: params.batch_k]
-        chosen = rem[picks]
-        masker.mask(state, chosen)
-        order.extend(int(f) for f in chosen)
-        scores.extend(float(v) for v in s[picks[:-1]])
-        exact.extend([False] * (picks.size - 1))
-        if picks.size > 1:
-            scores.append(float((await scorer.inputs(state[None, :].copy()))[0]))
-        else:
-            scores.append(float(s[picks[0]]))
-        exact.append(True)
-        rem = np.delete(rem, picks)
-        if progress is not None:
-            progress(
-                ProgressEvent(round=round_, step=step, features_left=int(rem.size), evaluations=scorer.evaluations)
-            )
-        step += 1
-    return order, scores, exact
+    while (req := search.request) is not None:
+        parts = [part(req, a, min(a + chunk, req.size)) for a in range(0, req.size, chunk)]
+        search.feed(np.concatenate(await gather_or_cancel(parts)))
