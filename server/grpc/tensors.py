@@ -8,10 +8,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-# One table of wire dtypes for client and server (same distribution; the client is always installed).
-from sisguard.client._tensors import BY_NUMPY, DTYPES
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.server.errors import InvalidArgument, ResourceExhausted
+
+# One table of wire dtypes for client and server: the shared codec.
+from sisguard.wire.dtypes import BY_NUMPY, DTYPES
 
 # Open Inference Protocol datatype strings.
 OIP_DTYPES: dict[str, np.dtype] = {

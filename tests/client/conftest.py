@@ -19,11 +19,11 @@ import pytest
 from support.server import write_config
 
 from sisguard.client import AsyncClient, Client
-from sisguard.client._tensors import to_tensor
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
 from sisguard.server.app import App
 from sisguard.server.config import default_config_path, load_settings
+from sisguard.wire import to_tensor
 
 CLASSES = 10
 
