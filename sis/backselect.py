@@ -293,7 +293,9 @@ class SISSearch:
         self._x = xa.ravel().copy()
         self._base = base.ravel().copy()
         self._masker = _Masker(groups_i, self._base, d)
-        self._progress = progress
+        self.progress = progress
+        """Called after every BackSelect step, on the thread that feeds; a driver feeding from another
+        thread may put a relay here while it drives."""
         self._result: SISResult | None = None
         self._error: BudgetExceeded | None = None
         self._steps: _Steps = self._search()
@@ -448,8 +450,8 @@ class SISSearch:
                 scores.append(float(s[picks[0]]))
             exact.append(True)
             rem = np.delete(rem, picks)
-            if self._progress is not None:
-                self._progress(
+            if self.progress is not None:
+                self.progress(
                     ProgressEvent(round=round_, step=step, features_left=int(rem.size), evaluations=self.evaluations)
                 )
             step += 1

@@ -18,16 +18,17 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
+from sisguard.server.batching.steps import BACKGROUND, FOREGROUND, ModelWorker
 from sisguard.server.errors import DeadlineExceeded, ResourceExhausted, Unavailable
+from sisguard.sis import SISSearch
 
-FOREGROUND = 0
-BACKGROUND = 1
+__all__ = ["BACKGROUND", "FOREGROUND", "BatchObserver", "Batcher", "ModelScore"]
 
 
 class BatchObserver(Protocol):
@@ -43,6 +44,7 @@ class _Item:
     rows: np.ndarray
     future: asyncio.Future[np.ndarray]
     deadline: float | None
+    priority: int = FOREGROUND
     enqueued: float = field(default_factory=time.monotonic)
 
 
@@ -79,7 +81,14 @@ class Batcher:
         self.max_queue_delay = max_queue_delay
         self.queue_capacity = queue_capacity
         self._own_executor = executor is None
-        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
+        #: the model's worker thread: it runs this batcher's batches (unless another executor is
+        #: given) and every SIS search on the model (:meth:`score_fn`)
+        self.worker = (
+            executor
+            if isinstance(executor, ModelWorker)
+            else ModelWorker(name, run_fn, max_rows=max_batch_size, observer=observer)
+        )
+        self._executor: Executor = executor or self.worker
         self._observer = observer
         self._lanes: tuple[deque[_Item], deque[_Item]] = (deque(), deque())
         self._queued_rows = 0
@@ -92,6 +101,10 @@ class Batcher:
     @property
     def queued_rows(self) -> int:
         return self._queued_rows
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def start(self) -> None:
         if self._task is None:
@@ -111,7 +124,9 @@ class Batcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._own_executor:
+        if self._own_executor or self.worker is not self._executor:
+            self.worker.shutdown(wait=False)
+        if self._own_executor and self._executor is not self.worker:
             self._executor.shutdown(wait=False)
 
     async def submit(
@@ -135,7 +150,7 @@ class Batcher:
             )
         loop = asyncio.get_running_loop()
         items = [
-            _Item(rows[i : i + self.max_batch_size], loop.create_future(), deadline)
+            _Item(rows[i : i + self.max_batch_size], loop.create_future(), deadline, priority)
             for i in range(0, n, self.max_batch_size)
         ]
         self._lanes[priority].extend(items)
@@ -150,6 +165,17 @@ class Batcher:
                 it.future.cancel()
             raise
         return np.concatenate(outs, axis=0)
+
+    def score_fn(
+        self,
+        transform: Callable[[np.ndarray], np.ndarray],
+        *,
+        deadline: float | None = None,
+        priority: int = FOREGROUND,
+    ) -> ModelScore:
+        """A score function over this model for the SIS engine: ``transform(raw)`` maps the model's
+        ``[n, outputs]`` rows to ``(n,)`` scores (target class, probabilities)."""
+        return ModelScore(self, transform, deadline, priority)
 
     # -- worker -----------------------------------------------------------------------------
 
@@ -221,7 +247,10 @@ class Batcher:
                 loop.call_soon_threadsafe(self._deliver, batch, run, started, done)
 
         try:
-            run = self._executor.submit(self._run, inputs)
+            if self._executor is self.worker:
+                run = self.worker.submit_at(batch[0].priority, self._run, inputs)
+            else:
+                run = self._executor.submit(self._run, inputs)
         except Exception as exc:  # e.g. the executor was shut down: fail this batch's callers
             for it in batch:
                 if not it.future.done():
@@ -263,3 +292,27 @@ class Batcher:
                 offset += n
         if not done.done():
             done.set_result(False)
+
+
+class ModelScore:
+    """An async score function over one model that also runs whole SIS searches on the model's
+    worker thread (a :class:`~sisguard.sis.SearchDriver`): :func:`~sisguard.sis.find_sis` given one
+    pays no event-loop hop per BackSelect step, and the steps of every search in flight on the
+    model share its runs. Single rows (``await fn(rows)``) go through the batcher as before."""
+
+    def __init__(
+        self, batcher: Batcher, transform: Callable[[np.ndarray], np.ndarray], deadline: float | None, priority: int
+    ) -> None:
+        self._batcher = batcher
+        self._transform = transform
+        self.deadline = deadline
+        self.priority = priority
+
+    async def __call__(self, rows: np.ndarray) -> np.ndarray:
+        raw = await self._batcher.submit(rows, deadline=self.deadline, priority=self.priority)
+        return self._transform(raw)
+
+    async def drive(self, search: SISSearch) -> None:
+        if self._batcher.closed:
+            raise Unavailable(f"model {self._batcher.name} is shutting down")
+        await self._batcher.worker.search(search, self._transform, deadline=self.deadline, priority=self.priority)
