@@ -12,7 +12,6 @@ Every failure is a :class:`SISGuardError`. Importing this package needs only the
 """
 
 from ._async import AsyncClient
-from ._base import TLS, UNSET, ExplainOptions, RetryPolicy
 from ._errors import (
     Cancelled,
     DeadlineExceeded,
@@ -26,7 +25,8 @@ from ._errors import (
     Unavailable,
 )
 from ._features import Baseline, Features, element_groups, patch_groups, pixel_groups
-from ._models import (
+from ._options import TLS, UNSET, ExplainOptions, RetryPolicy
+from ._results import (
     SIS,
     Agreement,
     BackSelectTrace,

@@ -1,4 +1,6 @@
-"""One exception tree for everything a call can fail with, translated from gRPC in one place.
+"""One exception tree for everything a call can fail with, translated in one place: gRPC's
+errors by status code, the wire codec's and the engine's (found before sending, or in what the
+server sent) as :class:`InvalidInput` — see :func:`translated`.
 
 >>> try:
 ...     raise NotFound("unknown pair 'x'", code="NOT_FOUND")
@@ -9,7 +11,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import grpc
+
+from sisguard.sis.errors import InvalidInput as EngineInvalidInput
+from sisguard.wire.errors import WireError
 
 __all__ = [
     "Cancelled",
@@ -23,6 +31,7 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "translate",
+    "translated",
 ]
 
 
@@ -108,3 +117,20 @@ def translate(err: grpc.RpcError) -> SISGuardError:
             request_id = value
     kind = _BY_CODE.get(code, ServerError) if isinstance(code, grpc.StatusCode) else ServerError
     return kind(str(details or name.replace("_", " ").lower()), code=name, request_id=request_id)
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Raise the SDK's exception, chained ``from`` the original, for whatever fails inside.
+
+    gRPC's errors map by status code (:func:`translate`); the wire codec's (a tensor or value that
+    cannot travel, or a malformed one the server sent) and the engine's (a group map or shape
+    refused by the local helpers) become :class:`InvalidInput`. Usable as ``with translated():``
+    around a call or a stream, and as ``@translated()`` on a function.
+    """
+    try:
+        yield
+    except grpc.RpcError as err:
+        raise translate(err) from err
+    except (WireError, EngineInvalidInput) as err:
+        raise InvalidInput(str(err)) from err

@@ -1,8 +1,8 @@
 """Feature groups and baselines for :meth:`Client.explain`.
 
 A *feature* is a group of input elements that an explanation keeps or masks together. The server
-builds the group map from a :class:`Features` spec; the same map can be built here to read a SIS
-(``group_map(shape)``):
+builds the group map from a :class:`Features` spec; ``group_map(shape)`` builds the same map here
+with the same code (the engine's :mod:`sisguard.sis.features`), to read a SIS:
 
 >>> Features.patch(2, 2).group_map((1, 4, 4))[0].tolist()
 [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]
@@ -26,7 +26,9 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._errors import InvalidInput
+from sisguard.sis import features as _groups
+
+from ._errors import InvalidInput, translated
 
 __all__ = ["Baseline", "Features", "element_groups", "patch_groups", "pixel_groups"]
 
@@ -35,45 +37,28 @@ BaselineKind = Literal["zeros", "mean", "constant", "tensor", "blur"]
 _PATCH = re.compile(r"^patch:(\d+)x(\d+)$")
 
 
-def _shape(shape: Sequence[int]) -> tuple[int, ...]:
-    out = tuple(int(s) for s in shape)
-    if not out or any(s < 1 for s in out):
-        raise InvalidInput(f"expected an input shape with at least one axis, all positive, got {list(out)}")
-    return out
-
-
+@translated()
 def element_groups(shape: Sequence[int]) -> NDArray[np.int32]:
     """One feature per input element, numbered in C order."""
-    s = _shape(shape)
-    return np.arange(math.prod(s), dtype=np.int32).reshape(s)
+    groups: NDArray[np.int32] = _groups.element_groups(shape)
+    return groups
 
 
+@translated()
 def pixel_groups(shape: Sequence[int]) -> NDArray[np.int32]:
     """One feature per spatial position across channels: ``h * W + w`` in ``[C, H, W]`` inputs."""
-    s = _shape(shape)
-    if len(s) == 2:
-        return element_groups(s)
-    if len(s) != 3:
-        raise InvalidInput(f"pixel features need an input of shape [C, H, W] or [H, W], got {list(s)}")
-    _, h, w = s
-    plane = np.arange(h * w, dtype=np.int32).reshape(h, w)
-    return np.ascontiguousarray(np.broadcast_to(plane, s))
+    groups: NDArray[np.int32] = _groups.pixel_groups(shape)
+    return groups
 
 
+@translated()
 def patch_groups(shape: Sequence[int], height: int, width: int) -> NDArray[np.int32]:
     """Patches of ``height x width`` pixels over the last two axes, numbered row-major.
 
     The last row and column of patches are smaller when the size does not divide the image.
     """
-    s = _shape(shape)
-    if len(s) not in (2, 3):
-        raise InvalidInput(f"patch features need an input of shape [C, H, W] or [H, W], got {list(s)}")
-    if height < 1 or width < 1:
-        raise InvalidInput(f"patch size must be at least 1x1, got {height}x{width}")
-    h, w = s[-2:]
-    cols = -(-w // width)
-    plane = (np.arange(h)[:, None] // height) * cols + np.arange(w)[None, :] // width
-    return np.ascontiguousarray(np.broadcast_to(plane.astype(np.int32), s))
+    groups: NDArray[np.int32] = _groups.patch_groups(shape, height, width)
+    return groups
 
 
 @dataclass(frozen=True)
@@ -144,12 +129,9 @@ class Features:
             return patch_groups(shape, *self.patch)
         if self.map is None:
             raise InvalidInput(f"features {self.kind!r} need a patch size or a group map")
-        try:
-            return np.ascontiguousarray(np.broadcast_to(self.map, _shape(shape)))
-        except ValueError:
-            raise InvalidInput(
-                f"group map of shape {list(self.map.shape)} does not broadcast to {list(shape)}"
-            ) from None
+        with translated():
+            groups: NDArray[np.int32] = _groups.explicit_groups(self.map, shape)
+        return groups
 
 
 @dataclass(frozen=True)

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Unpack
 
 import grpc
-from grpc_health.v1 import health_pb2_grpc
 from numpy.typing import ArrayLike
 
-from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
+from . import _codec, _options
+from ._base_client import BaseClient
+from ._errors import translated
+from ._options import UNSET, ExplainOptions, Timeout
+from ._results import ExplainProgress, Explanation, HealthStatus, PairHealth, PairInfo, Prediction, Variants
 
-from . import _base
-from ._base import DEFAULT_TARGET, DEFAULT_TIMEOUT, TLS, UNSET, ExplainOptions, RetryPolicy, Timeout
-from ._errors import translate
-from ._models import ExplainProgress, Explanation, HealthStatus, PairHealth, PairInfo, Prediction, Variants
 
-
-class Client:
+class Client(BaseClient):
     """A blocking connection to a sisguard server.
 
     Args:
@@ -36,31 +34,11 @@ class Client:
     ...     client.predict("digits", x).dense.top1
     """
 
-    def __init__(
-        self,
-        target: str = DEFAULT_TARGET,
-        *,
-        tls: bool | TLS | None = None,
-        token: str | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        retries: int | RetryPolicy = 3,
-        options: Sequence[tuple[str, Any]] | None = None,
-    ) -> None:
-        self._settings = _base.Settings.build(target, tls, token, timeout, retries, options)
-        creds = self._settings.credentials()
-        opts = self._settings.channel_options()
-        self._channel = (
-            grpc.secure_channel(self._settings.target, creds, opts)
-            if creds is not None
-            else grpc.insecure_channel(self._settings.target, opts)
-        )
-        self._stub = pb_grpc.SISGuardStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
-        self._pairs: dict[str, PairInfo] = {}
-        self._closed = False
-
-    def __repr__(self) -> str:
-        return f"Client({self._settings.target!r}, tls={self._settings.tls is not None})"
+    @staticmethod
+    def _open(target: str, credentials: grpc.ChannelCredentials | None, options: list[tuple[str, Any]]) -> Any:
+        if credentials is None:
+            return grpc.insecure_channel(target, options)
+        return grpc.secure_channel(target, credentials, options)
 
     def __enter__(self) -> Client:
         return self
@@ -78,11 +56,9 @@ class Client:
     # -- transport ----------------------------------------------------------------------------
 
     def _call(self, method: Callable[..., Any], request: Any, timeout: Timeout) -> Any:
-        _base.check_open(self._closed)
-        try:
-            return method(request, **self._settings.call_kwargs(timeout))
-        except grpc.RpcError as err:
-            raise translate(err) from err
+        kwargs = self._call_options(timeout)
+        with translated():
+            return method(request, **kwargs)
 
     def _info(self, pair: str, timeout: Timeout) -> PairInfo | None:
         if pair not in self._pairs:
@@ -93,14 +69,14 @@ class Client:
 
     def models(self, *, timeout: Timeout = UNSET) -> list[PairInfo]:
         """Every served pair: signature, files, providers, explain defaults."""
-        pairs = _base.parse_models(self._call(self._stub.ListModels, _base.list_models_request(), timeout))
-        self._pairs = {p.name: p for p in pairs}
-        return pairs
+        return self._remember(
+            _codec.parse_models(self._call(self._stub.ListModels, _options.list_models_request(), timeout))
+        )
 
     def predict(self, pair: str, x: ArrayLike, *, variant: Variants = "both", timeout: Timeout = UNSET) -> Prediction:
         """Run a batch ``[batch, *input_shape]`` (or one input) through the dense and/or pruned model."""
-        request = _base.predict_request(pair, x, variant, self._info(pair, timeout))
-        return _base.parse_prediction(self._call(self._stub.Predict, request, timeout))
+        request = _options.predict_request(pair, x, variant, self._info(pair, timeout))
+        return _codec.parse_prediction(self._call(self._stub.Predict, request, timeout))
 
     def explain(
         self, pair: str, x: ArrayLike, *, timeout: Timeout = UNSET, **options: Unpack[ExplainOptions]
@@ -109,8 +85,8 @@ class Client:
 
         See :class:`ExplainOptions` for ``target``, ``threshold``, ``features``, ``baseline``, ...
         """
-        request = _base.explain_request(pair, x, self._info(pair, timeout), **options)
-        return _base.parse_explanation(self._call(self._stub.Explain, request, timeout))
+        request = _options.explain_request(pair, x, self._info(pair, timeout), **options)
+        return _codec.parse_explanation(self._call(self._stub.Explain, request, timeout))
 
     def explain_stream(
         self, pair: str, x: ArrayLike, *, timeout: Timeout = UNSET, **options: Unpack[ExplainOptions]
@@ -119,25 +95,23 @@ class Client:
 
         Leaving the loop early cancels the call.
         """
-        request = _base.explain_request(pair, x, self._info(pair, timeout), **options)
-        _base.check_open(self._closed)
-        call = self._stub.ExplainStream(request, **self._settings.call_kwargs(timeout))
+        request = _options.explain_request(pair, x, self._info(pair, timeout), **options)
+        call = self._stub.ExplainStream(request, **self._call_options(timeout))
         try:
-            for event in call:
-                parsed = _base.parse_event(event)
-                yield parsed
-                if isinstance(parsed, Explanation):
-                    return
-        except grpc.RpcError as err:
-            raise translate(err) from err
+            with translated():
+                for event in call:
+                    parsed = _codec.parse_event(event)
+                    yield parsed
+                    if isinstance(parsed, Explanation):
+                        return
         finally:
             call.cancel()
-        raise _base.no_result()
+        raise _codec.no_result()
 
     def pair_health(self, pair: str, *, timeout: Timeout = UNSET) -> PairHealth:
         """The pair's divergence verdict and its evidence (excess and interval per measure)."""
-        return _base.parse_pair_health(self._call(self._stub.PairHealth, _base.pair_health_request(pair), timeout))
+        return _codec.parse_pair_health(self._call(self._stub.PairHealth, _options.pair_health_request(pair), timeout))
 
     def health(self, service: str = "", *, timeout: Timeout = UNSET) -> HealthStatus:
         """The gRPC health status of the server (``service=""``) or of one service."""
-        return _base.parse_health(self._call(self._health.Check, _base.health_request(service), timeout))
+        return _codec.parse_health(self._call(self._health.Check, _options.health_request(service), timeout))

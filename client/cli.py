@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 _PARTS = (
-    ("sisguard.client._cli_commands", "", ("models", "predict", "explain"), ()),
+    ("sisguard.client._sdk_commands", "", ("models", "predict", "explain"), ()),
     (
         "sisguard.server.cli",
         "server",

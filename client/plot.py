@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._models import Agreement, Explanation, VariantExplanation
+from ._results import Agreement, Explanation, VariantExplanation
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

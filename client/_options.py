@@ -1,5 +1,6 @@
-"""What :class:`Client` and :class:`AsyncClient` share: options, channel set-up, request building
-and response parsing. Everything here is pure; the two clients differ only in how they call.
+"""What a caller passes in, checked once and turned into requests: connection options (TLS,
+retries, timeouts, token) and each call's options, built into ``sisguard.v1`` requests with the
+shared wire codec. Pure; nothing here talks to the network.
 """
 
 from __future__ import annotations
@@ -18,32 +19,13 @@ from grpc_health.v1 import health_pb2
 from numpy.typing import ArrayLike, NDArray
 
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
+from sisguard.wire import BASELINES, FEATURES, MODES, VARIANTS, to_tensor
 
-from ._errors import InvalidInput, ServerError, SISGuardError
+from ._errors import InvalidInput, translated
 from ._features import Baseline, Features
-from ._models import (
-    SIS,
-    Agreement,
-    BackSelectTrace,
-    ExplainDefaults,
-    ExplainProgress,
-    Explanation,
-    HealthStatus,
-    ImageDefaults,
-    MeasureExcess,
-    ModelFile,
-    PairHealth,
-    PairInfo,
-    Prediction,
-    SISStatus,
-    VariantExplanation,
-    VariantName,
-    VariantPrediction,
-    Variants,
-)
-from ._tensors import dtype_of, from_tensor, to_tensor
+from ._results import PairInfo, Variants
 
-__all__ = ["TLS", "UNSET", "ExplainOptions", "RetryPolicy", "Timeout"]
+__all__ = ["TLS", "UNSET", "ExplainOptions", "RetryPolicy", "Settings", "Timeout"]
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 30.0
@@ -250,21 +232,6 @@ class Settings:
 
 # -- requests ---------------------------------------------------------------------------------
 
-_VARIANT: dict[str, int] = {"dense": pb.DENSE, "pruned": pb.PRUNED, "both": pb.BOTH}
-_MODE: dict[str, int] = {"exact": pb.EXACT, "batched": pb.BATCHED}
-_FEATURE: dict[str, int] = {"element": pb.ELEMENT, "pixel": pb.PIXEL, "patch": pb.PATCH, "explicit": pb.EXPLICIT}
-_BASELINE: dict[str, int] = {
-    "zeros": pb.ZEROS, "mean": pb.MEAN, "constant": pb.CONSTANT, "tensor": pb.CUSTOM, "blur": pb.BLUR
-}
-
-
-def _variant(value: str) -> int:
-    try:
-        return _VARIANT[value]
-    except KeyError:
-        raise InvalidInput(f"variant must be 'dense', 'pruned' or 'both', got {value!r}") from None
-
-
 def _as_input(x: ArrayLike, info: PairInfo | None, *, batch: bool) -> NDArray[Any]:
     """``x`` as the pair expects it: its dtype (when the cast keeps the kind of values) and, for
     batches, a batch axis added to a single input."""
@@ -281,8 +248,10 @@ def _as_input(x: ArrayLike, info: PairInfo | None, *, batch: bool) -> NDArray[An
     return arr
 
 
+@translated()
 def predict_request(pair: str, x: ArrayLike, variant: Variants, info: PairInfo | None) -> Any:
-    return pb.PredictRequest(pair=pair, inputs=to_tensor(_as_input(x, info, batch=True)), variant=_variant(variant))
+    inputs = to_tensor(_as_input(x, info, batch=True), "input")
+    return pb.PredictRequest(pair=pair, inputs=inputs, variant=VARIANTS.code(variant))
 
 
 class ExplainOptions(TypedDict, total=False):
@@ -320,6 +289,7 @@ class ExplainOptions(TypedDict, total=False):
     allow_partial: bool
 
 
+@translated()
 def explain_request(
     pair: str,
     x: ArrayLike,
@@ -338,7 +308,9 @@ def explain_request(
     return_backselect: bool = False,
     allow_partial: bool = False,
 ) -> Any:
-    req = pb.ExplainRequest(pair=pair, input=to_tensor(_as_input(x, info, batch=False)), variants=_variant(variants))
+    req = pb.ExplainRequest(
+        pair=pair, input=to_tensor(_as_input(x, info, batch=False), "input"), variants=VARIANTS.code(variants)
+    )
     if target is not None:
         if isinstance(target, bool) or int(target) != target or target < 0:
             raise InvalidInput(f"target must be a class index >= 0, got {target!r}")
@@ -354,24 +326,22 @@ def explain_request(
         raise InvalidInput("relative=True needs a threshold (a fraction of the dense score)")
     if features is not None:
         f = Features.coerce(features)
-        req.features = _FEATURE[f.kind]
+        req.features = FEATURES.code(f.kind)
         if f.patch is not None:
             req.patch_height, req.patch_width = f.patch
         if f.map is not None:
-            req.group_map.CopyFrom(to_tensor(f.map))
+            req.group_map.CopyFrom(to_tensor(f.map, "group map"))
     if baseline is not None:
         b = Baseline.coerce(baseline)
-        req.baseline = _BASELINE[b.kind]
+        req.baseline = BASELINES.code(b.kind)
         if b.kind == "constant":
             req.baseline_constant = b.value
         if b.tensor is not None:
-            req.baseline_tensor.CopyFrom(to_tensor(_as_input(b.tensor, info, batch=False)))
+            req.baseline_tensor.CopyFrom(to_tensor(_as_input(b.tensor, info, batch=False), "baseline tensor"))
     if not 1 <= max_sis <= 2**31 - 1:
         raise InvalidInput(f"max_sis must be at least 1, got {max_sis}")
     req.max_sis = max_sis
-    if mode not in _MODE:
-        raise InvalidInput(f"mode must be 'exact' or 'batched', got {mode!r}")
-    req.mode = _MODE[mode]
+    req.mode = MODES.code(mode)
     if batch_k is not None:
         if mode != "batched" or batch_k < 1:
             raise InvalidInput("batch_k (>= 1) goes with mode='batched'")
@@ -395,205 +365,7 @@ def health_request(service: str) -> Any:
     return health_pb2.HealthCheckRequest(service=service)
 
 
-# -- responses --------------------------------------------------------------------------------
-
-_OUTPUT_KIND = {pb.LOGITS: "logits", pb.PROBABILITIES: "probabilities", pb.SCORES: "scores"}
-_FEATURE_NAME = {v: k for k, v in _FEATURE.items()}
-_BASELINE_NAME = {pb.ZEROS: "zeros", pb.MEAN: "mean", pb.CONSTANT: "constant", pb.CUSTOM: "tensor", pb.BLUR: "blur"}
-_STATUS: dict[int, SISStatus] = {
-    pb.FOUND: "found",
-    pb.NOT_CONFIDENT: "not_confident",
-    pb.BASELINE_SUFFICIENT: "baseline_sufficient",
-    pb.PARTIAL: "partial",
-}
-_VARIANT_NAME: dict[int, VariantName] = {pb.DENSE: "dense", pb.PRUNED: "pruned"}
-
-
-def _model_file(m: Any) -> ModelFile:
-    return ModelFile(
-        path=m.path,
-        sha256=m.sha256,
-        parameter_count=m.parameter_count,
-        nonzero_parameter_count=m.nonzero_parameter_count,
-        execution_provider=m.execution_provider,
-        infer_name=m.infer_name,
-        ready=m.ready,
-    )
-
-
-def parse_pair(p: Any) -> PairInfo:
-    d = p.explain_defaults
-    return PairInfo(
-        name=p.name,
-        input_name=p.input_name,
-        input_shape=tuple(int(s) for s in p.input_shape),
-        input_dtype=dtype_of(p.input_dtype),
-        output_name=p.output_name,
-        output_kind=_OUTPUT_KIND.get(p.output_kind, "unspecified"),
-        num_outputs=p.num_outputs,
-        class_labels=tuple(p.class_labels),
-        dense=_model_file(p.dense),
-        pruned=_model_file(p.pruned),
-        prune_ratio=p.prune_ratio,
-        max_batch_size=p.max_batch_size,
-        explain_defaults=ExplainDefaults(
-            threshold=d.threshold,
-            threshold_relative=d.threshold_relative,
-            features=_FEATURE_NAME.get(d.features, "unspecified"),
-            patch=(d.patch_height, d.patch_width),
-            baseline=_BASELINE_NAME.get(d.baseline, "unspecified"),
-            max_evaluations=d.max_evaluations,
-            num_features=d.num_features,
-        ),
-        image=ImageDefaults(scale=p.image.scale if p.HasField("image") else 1.0 / 255.0, invert=p.image.invert),
-        control=_model_file(p.control) if p.HasField("control") else None,
-        verdict_reference=p.verdict_reference or "dense-only",
-    )
-
-
-_VERDICT_NAME = {pb.HEALTHY: "healthy", pb.DAMAGED: "damaged", pb.INSUFFICIENT_DATA: "insufficient_data"}
-
-
 def pair_health_request(pair: str) -> Any:
     if not isinstance(pair, str) or not pair:
         raise InvalidInput("pair must be a non-empty string")
     return pb.PairHealthRequest(pair=pair)
-
-
-def parse_pair_health(r: Any) -> PairHealth:
-    return PairHealth(
-        pair=r.pair,
-        verdict=_VERDICT_NAME.get(r.verdict, "unspecified"),
-        reference=r.reference,
-        samples=int(r.samples),
-        samples_needed=int(r.samples_needed),
-        min_samples=int(r.min_samples),
-        confidence=float(r.confidence),
-        window=int(r.window),
-        measures=tuple(
-            MeasureExcess(
-                name=m.name, source=m.source, deciding=m.deciding, margin=m.margin, samples=int(m.samples),
-                pruned_mean=m.pruned_mean, reference_mean=m.reference_mean, reference=m.reference,
-                estimate=m.estimate, lower=m.lower, upper=m.upper, samples_needed=int(m.samples_needed),
-                damaged=m.damaged,
-            )
-            for m in r.measures
-        ),
-        request_id=r.request_id,
-    )
-
-
-def parse_models(resp: Any) -> list[PairInfo]:
-    return [parse_pair(p) for p in resp.pairs]
-
-
-def _variant_prediction(v: Any) -> VariantPrediction:
-    return VariantPrediction(
-        probabilities=from_tensor(v.probabilities).astype(np.float32, copy=False),
-        top1=np.asarray(v.top1, dtype=np.int32),
-        top1_probability=np.asarray(v.top1_probability, dtype=np.float32),
-    )
-
-
-def parse_prediction(resp: Any) -> Prediction:
-    both = len(resp.top1_agree) > 0
-    return Prediction(
-        pair=resp.pair,
-        dense=_variant_prediction(resp.dense) if resp.HasField("dense") else None,
-        pruned=_variant_prediction(resp.pruned) if resp.HasField("pruned") else None,
-        top1_agree=np.asarray(resp.top1_agree, dtype=bool) if both else None,
-        confidence_gap=np.asarray(resp.confidence_gap, dtype=np.float32) if both else None,
-        request_id=resp.request_id,
-    )
-
-
-def _sis(s: Any) -> SIS:
-    mask = from_tensor(s.mask)
-    return SIS(features=np.asarray(s.features, dtype=np.int32), score=s.score, mask=mask.astype(bool, copy=False))
-
-
-def _variant_explanation(v: Any) -> VariantExplanation:
-    return VariantExplanation(
-        status=_STATUS.get(v.status, "unspecified"),
-        sis=tuple(_sis(s) for s in v.sis),
-        confidence=v.confidence,
-        top1=v.top1,
-        baseline_score=v.baseline_score,
-        evaluations=v.evaluations,
-        seconds=v.seconds,
-        backselect=tuple(
-            BackSelectTrace(order=np.asarray(b.order, dtype=np.int32), scores=np.asarray(b.scores, dtype=np.float64))
-            for b in v.backselect
-        ),
-    )
-
-
-def _agreement(a: Any) -> Agreement:
-    return Agreement(
-        top1_agree=a.top1_agree,
-        confidence_gap=a.confidence_gap,
-        iou_first=a.iou_first,
-        iou_union=a.iou_union,
-        dense_sis_sufficient_for_pruned=(
-            a.dense_sis_sufficient_for_pruned if a.HasField("dense_sis_sufficient_for_pruned") else None
-        ),
-        pruned_sis_sufficient_for_dense=(
-            a.pruned_sis_sufficient_for_dense if a.HasField("pruned_sis_sufficient_for_dense") else None
-        ),
-        dense_sis_score_on_pruned=a.dense_sis_score_on_pruned,
-        pruned_sis_score_on_dense=a.pruned_sis_score_on_dense,
-        rank_correlation=a.rank_correlation,
-        dense_sis_size=a.dense_sis_size,
-        pruned_sis_size=a.pruned_sis_size,
-        divergent=a.divergent,
-        reasons=tuple(pb.DivergenceReason.Name(r).lower() for r in a.reasons if r in pb.DivergenceReason.values()),
-    )
-
-
-def parse_explanation(resp: Any) -> Explanation:
-    return Explanation(
-        pair=resp.pair,
-        target=resp.target,
-        threshold=resp.threshold,
-        num_features=resp.num_features,
-        dense=_variant_explanation(resp.dense) if resp.HasField("dense") else None,
-        pruned=_variant_explanation(resp.pruned) if resp.HasField("pruned") else None,
-        agreement=_agreement(resp.agreement) if resp.HasField("agreement") else None,
-        cached=resp.cached,
-        request_id=resp.request_id,
-        group_map=from_tensor(resp.group_map).astype(np.int32, copy=False) if resp.HasField("group_map") else None,
-    )
-
-
-def parse_event(event: Any) -> ExplainProgress | Explanation:
-    kind = event.WhichOneof("event")
-    if kind == "result":
-        return parse_explanation(event.result)
-    if kind == "progress":
-        p = event.progress
-        return ExplainProgress(
-            variant=_VARIANT_NAME.get(p.variant, "dense"),
-            round=p.round,
-            step=p.step,
-            features_left=p.features_left,
-            evaluations=p.evaluations,
-        )
-    raise ServerError(f"the server sent an explain event of unknown kind {kind!r}")
-
-
-def check_open(closed: bool) -> None:
-    if closed:
-        raise SISGuardError("the client is closed; make a new one")
-
-
-def no_result() -> ServerError:
-    return ServerError("the explain stream ended without a result", code="UNKNOWN")
-
-
-def parse_health(resp: Any) -> HealthStatus:
-    names: dict[int, HealthStatus] = {
-        health_pb2.HealthCheckResponse.SERVING: "SERVING",
-        health_pb2.HealthCheckResponse.NOT_SERVING: "NOT_SERVING",
-        health_pb2.HealthCheckResponse.SERVICE_UNKNOWN: "SERVICE_UNKNOWN",
-    }
-    return names.get(resp.status, "UNKNOWN")

@@ -1,4 +1,5 @@
-"""``sisguard models``, ``sisguard predict`` and ``sisguard explain``: the SDK at a terminal.
+"""The SDK's part of the ``sisguard`` command (registered by :mod:`.cli`): ``models``, ``predict``,
+``explain`` and ``health`` call a server, as the SDK at a terminal.
 
 Each command prints a readable summary, or with ``--json`` one JSON document on stdout. Errors
 print one line on stderr and exit 1 (2 for usage errors).
@@ -20,10 +21,10 @@ from typing import Any, TextIO
 import numpy as np
 from numpy.typing import NDArray
 
-from ._base import DEFAULT_TARGET, TLS
 from ._errors import DeadlineExceeded, InvalidInput, NotFound, SISGuardError, Unavailable
 from ._features import Features
-from ._models import ExplainProgress, Explanation, PairInfo, Prediction, VariantExplanation
+from ._options import DEFAULT_TARGET, TLS
+from ._results import ExplainProgress, Explanation, PairInfo, Prediction, VariantExplanation
 from ._sync import Client
 
 __all__ = ["add_subcommands"]

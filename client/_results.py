@@ -11,6 +11,8 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from sisguard.sis import AgreementResult
+
 __all__ = [
     "SIS",
     "Agreement",
@@ -245,26 +247,13 @@ class VariantExplanation(_Result):
 
 
 @dataclass(frozen=True)
-class Agreement(_Result):
-    """How far the dense and pruned rationales agree (both variants explained).
+class Agreement(_Result, AgreementResult):  # type: ignore[misc]  # the engine's type, seen as Any by mypy here
+    """How far the dense and pruned rationales agree (both variants explained): the engine's
+    :class:`sisguard.sis.AgreementResult` as the server computed it, with :meth:`to_dict`.
 
     ``*_sufficient_for_*`` is ``None`` and ``*_score_on_*`` NaN where a side found no SIS;
     ``rank_correlation`` is NaN without BackSelect traces on both sides.
     """
-
-    top1_agree: bool
-    confidence_gap: float
-    iou_first: float
-    iou_union: float
-    dense_sis_sufficient_for_pruned: bool | None
-    pruned_sis_sufficient_for_dense: bool | None
-    dense_sis_score_on_pruned: float
-    pruned_sis_score_on_dense: float
-    rank_correlation: float
-    dense_sis_size: int
-    pruned_sis_size: int
-    divergent: bool
-    reasons: tuple[str, ...]
 
 
 @dataclass(frozen=True)

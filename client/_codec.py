@@ -1,0 +1,220 @@
+"""Responses to result types: every ``sisguard.v1`` message the server sends, parsed with the
+shared wire codec (:mod:`sisguard.wire`). Pure; a value this SDK does not know (a newer server)
+reads as ``"unspecified"`` instead of failing the call, a malformed tensor raises
+:class:`InvalidInput`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from grpc_health.v1 import health_pb2
+from numpy.typing import NDArray
+
+from sisguard.wire import (
+    BASELINES,
+    FEATURES,
+    OUTPUT_KINDS,
+    PROGRESS_VARIANTS,
+    STATUSES,
+    VERDICTS,
+    decode_agreement,
+    dtype_of,
+    from_tensor,
+)
+
+from ._errors import ServerError, translated
+from ._results import (
+    SIS,
+    Agreement,
+    BackSelectTrace,
+    ExplainDefaults,
+    ExplainProgress,
+    Explanation,
+    HealthStatus,
+    ImageDefaults,
+    MeasureExcess,
+    ModelFile,
+    PairHealth,
+    PairInfo,
+    Prediction,
+    VariantExplanation,
+    VariantPrediction,
+)
+
+__all__ = [
+    "no_result",
+    "parse_event",
+    "parse_explanation",
+    "parse_health",
+    "parse_models",
+    "parse_pair",
+    "parse_pair_health",
+    "parse_prediction",
+]
+
+
+def _array(t: Any, what: str) -> NDArray[Any]:
+    arr: NDArray[Any] = from_tensor(t, f"the server's {what}", copy=True)
+    return arr
+
+
+def _model_file(m: Any) -> ModelFile:
+    return ModelFile(
+        path=m.path,
+        sha256=m.sha256,
+        parameter_count=m.parameter_count,
+        nonzero_parameter_count=m.nonzero_parameter_count,
+        execution_provider=m.execution_provider,
+        infer_name=m.infer_name,
+        ready=m.ready,
+    )
+
+
+@translated()
+def parse_pair(p: Any) -> PairInfo:
+    d = p.explain_defaults
+    return PairInfo(
+        name=p.name,
+        input_name=p.input_name,
+        input_shape=tuple(int(s) for s in p.input_shape),
+        input_dtype=dtype_of(p.input_dtype, f"pair {p.name}'s input"),
+        output_name=p.output_name,
+        output_kind=OUTPUT_KINDS.get(p.output_kind, "unspecified"),
+        num_outputs=p.num_outputs,
+        class_labels=tuple(p.class_labels),
+        dense=_model_file(p.dense),
+        pruned=_model_file(p.pruned),
+        prune_ratio=p.prune_ratio,
+        max_batch_size=p.max_batch_size,
+        explain_defaults=ExplainDefaults(
+            threshold=d.threshold,
+            threshold_relative=d.threshold_relative,
+            features=FEATURES.get(d.features, "unspecified"),
+            patch=(d.patch_height, d.patch_width),
+            baseline=BASELINES.get(d.baseline, "unspecified"),
+            max_evaluations=d.max_evaluations,
+            num_features=d.num_features,
+        ),
+        image=ImageDefaults(scale=p.image.scale if p.HasField("image") else 1.0 / 255.0, invert=p.image.invert),
+        control=_model_file(p.control) if p.HasField("control") else None,
+        verdict_reference=p.verdict_reference or "dense-only",
+    )
+
+
+def parse_models(resp: Any) -> list[PairInfo]:
+    return [parse_pair(p) for p in resp.pairs]
+
+
+def parse_pair_health(r: Any) -> PairHealth:
+    return PairHealth(
+        pair=r.pair,
+        verdict=VERDICTS.get(r.verdict, "unspecified"),
+        reference=r.reference,
+        samples=int(r.samples),
+        samples_needed=int(r.samples_needed),
+        min_samples=int(r.min_samples),
+        confidence=float(r.confidence),
+        window=int(r.window),
+        measures=tuple(
+            MeasureExcess(
+                name=m.name, source=m.source, deciding=m.deciding, margin=m.margin, samples=int(m.samples),
+                pruned_mean=m.pruned_mean, reference_mean=m.reference_mean, reference=m.reference,
+                estimate=m.estimate, lower=m.lower, upper=m.upper, samples_needed=int(m.samples_needed),
+                damaged=m.damaged,
+            )
+            for m in r.measures
+        ),
+        request_id=r.request_id,
+    )
+
+
+def _variant_prediction(v: Any) -> VariantPrediction:
+    return VariantPrediction(
+        probabilities=_array(v.probabilities, "probabilities").astype(np.float32, copy=False),
+        top1=np.asarray(v.top1, dtype=np.int32),
+        top1_probability=np.asarray(v.top1_probability, dtype=np.float32),
+    )
+
+
+@translated()
+def parse_prediction(resp: Any) -> Prediction:
+    both = len(resp.top1_agree) > 0
+    return Prediction(
+        pair=resp.pair,
+        dense=_variant_prediction(resp.dense) if resp.HasField("dense") else None,
+        pruned=_variant_prediction(resp.pruned) if resp.HasField("pruned") else None,
+        top1_agree=np.asarray(resp.top1_agree, dtype=bool) if both else None,
+        confidence_gap=np.asarray(resp.confidence_gap, dtype=np.float32) if both else None,
+        request_id=resp.request_id,
+    )
+
+
+def _sis(s: Any) -> SIS:
+    mask = _array(s.mask, "SIS mask")
+    return SIS(features=np.asarray(s.features, dtype=np.int32), score=s.score, mask=mask.astype(bool, copy=False))
+
+
+def _variant_explanation(v: Any) -> VariantExplanation:
+    return VariantExplanation(
+        status=STATUSES.get(v.status, "unspecified"),
+        sis=tuple(_sis(s) for s in v.sis),
+        confidence=v.confidence,
+        top1=v.top1,
+        baseline_score=v.baseline_score,
+        evaluations=v.evaluations,
+        seconds=v.seconds,
+        backselect=tuple(
+            BackSelectTrace(order=np.asarray(b.order, dtype=np.int32), scores=np.asarray(b.scores, dtype=np.float64))
+            for b in v.backselect
+        ),
+    )
+
+
+@translated()
+def parse_explanation(resp: Any) -> Explanation:
+    group_map = _array(resp.group_map, "group map").astype(np.int32, copy=False) if resp.HasField("group_map") else None
+    return Explanation(
+        pair=resp.pair,
+        target=resp.target,
+        threshold=resp.threshold,
+        num_features=resp.num_features,
+        dense=_variant_explanation(resp.dense) if resp.HasField("dense") else None,
+        pruned=_variant_explanation(resp.pruned) if resp.HasField("pruned") else None,
+        agreement=decode_agreement(resp.agreement, Agreement) if resp.HasField("agreement") else None,
+        cached=resp.cached,
+        request_id=resp.request_id,
+        group_map=group_map,
+    )
+
+
+def parse_event(event: Any) -> ExplainProgress | Explanation:
+    kind = event.WhichOneof("event")
+    if kind == "result":
+        return parse_explanation(event.result)
+    if kind == "progress":
+        p = event.progress
+        return ExplainProgress(
+            variant=PROGRESS_VARIANTS.get(p.variant, "dense"),
+            round=p.round,
+            step=p.step,
+            features_left=p.features_left,
+            evaluations=p.evaluations,
+        )
+    raise ServerError(f"the server sent an explain event of unknown kind {kind!r}")
+
+
+def no_result() -> ServerError:
+    return ServerError("the explain stream ended without a result", code="UNKNOWN")
+
+
+_HEALTH: dict[int, HealthStatus] = {
+    health_pb2.HealthCheckResponse.SERVING: "SERVING",
+    health_pb2.HealthCheckResponse.NOT_SERVING: "NOT_SERVING",
+    health_pb2.HealthCheckResponse.SERVICE_UNKNOWN: "SERVICE_UNKNOWN",
+}
+
+
+def parse_health(resp: Any) -> HealthStatus:
+    return _HEALTH.get(resp.status, "UNKNOWN")
