@@ -26,8 +26,8 @@ import yaml
 
 from sisguard.prune.data import load_digits
 from sisguard.server.config import default_config_path, load_settings
-from sisguard.server.explaining import ExplainOptions
-from sisguard.server.service import Service
+from sisguard.server.core.dataplane import DataPlane
+from sisguard.server.core.resolve import ExplainOptions
 
 BASELINES = [("zeros", {"baseline": "zeros"}), ("mean", {"baseline": "mean"}),
              *((f"blur σ={s:g}", {"baseline": "blur", "baseline_blur_sigma": s}) for s in (1.0, 2.0, 3.0))]
@@ -56,7 +56,7 @@ async def run(n: int) -> None:
             cfg["shadow"] = {**off, "noise_probe": off, "shift_probe": {**off, "value_range": [0.0, 1.0]}}
             path = Path(tmp) / "c.yaml"
             path.write_text(yaml.safe_dump({"pairs": [cfg], "runtime": {"providers": ["cpu"]}}))
-            service = Service(load_settings(path))
+            service = DataPlane(load_settings(path))
             service.load()
             service.start()
             status: dict[str, Counter[str]] = {"dense": Counter(), "pruned": Counter()}

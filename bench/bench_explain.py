@@ -71,9 +71,9 @@ from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
 from sisguard.server.app import App
 from sisguard.server.config import load_settings
-from sisguard.server.grpc.tensors import from_numpy
 from sisguard.server.runtime.model import ModelRuntime
 from sisguard.server.runtime.providers import choose_providers
+from sisguard.wire import to_tensor as from_numpy
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS_DIR = ROOT / "server" / "models" / "digits"
@@ -172,6 +172,13 @@ class BatchRecorder:
         if self._inner is not None:
             self._inner.batch_done(model, rows, queue_wait, compute_seconds)  # type: ignore[attr-defined]
 
+    def batch_observer(self, pair: str, variant: str) -> BatchRecorder:
+        """The observer of one model's batcher: records into this recorder, reports to the inner one's."""
+        inner = None if self._inner is None else self._inner.batch_observer(pair, variant)  # type: ignore[attr-defined]
+        tap = BatchRecorder(inner)
+        tap.batches = self.batches
+        return tap
+
     def __getattr__(self, name: str) -> object:
         if self._inner is None:
             return lambda *args, **kwargs: None
@@ -179,7 +186,7 @@ class BatchRecorder:
 
     def take(self) -> dict[str, list[int]]:
         out = dict(self.batches)
-        self.batches = defaultdict(list)
+        self.batches.clear()  # in place: the batchers' taps share it
         return out
 
 
@@ -594,8 +601,8 @@ async def run(args: argparse.Namespace) -> None:
     capacity_start = parallel_capacity(sessions["cnn32"])
     with tempfile.TemporaryDirectory() as tmp:
         app = App(load_settings(write_config(Path(tmp), cnn_dir, args.threads)))
-        recorder = BatchRecorder(app.service.observer)
-        app.service.observer = recorder  # type: ignore[assignment]  # set before start: the batchers get it
+        recorder = BatchRecorder(app.dataplane.observer)
+        app.dataplane.observer = recorder  # type: ignore[assignment]  # set before start: the batchers get it
         port = await app.start()
         try:
             async with grpc.aio.insecure_channel(

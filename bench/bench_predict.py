@@ -123,7 +123,7 @@ async def over_grpc(
 
     from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
     from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
-    from sisguard.server.grpc.tensors import from_numpy
+    from sisguard.wire import to_tensor as from_numpy
 
     x = np.random.default_rng(0).random((1, *shape), dtype=np.float32)
     request = pb.PredictRequest(pair=pair, inputs=from_numpy(x), variant=pb.DENSE)

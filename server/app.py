@@ -19,21 +19,18 @@ from sisguard.proto.inference import grpc_service_pb2 as ip
 from sisguard.proto.inference import grpc_service_pb2_grpc as ip_grpc
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
-from sisguard.server.config import ConfigError, Settings
-from sisguard.server.errors import ServiceError
-from sisguard.server.explaining import ExplainOptions
+from sisguard.server.background.probes import NoiseProbes, ShiftProbes
+from sisguard.server.background.shadow import ShadowExplanations
+from sisguard.server.config import Settings
+from sisguard.server.core.dataplane import DataPlane
 from sisguard.server.grpc.auth import TokenAuthInterceptor, load_tokens
 from sisguard.server.grpc.drain import Drain
 from sisguard.server.grpc.guard import SMALL_MESSAGE_BYTES, MemoryReleaser, RequestGuard
 from sisguard.server.grpc.health import HealthServicer
 from sisguard.server.grpc.inference_servicer import InferenceServicer
 from sisguard.server.grpc.sisguard_servicer import SISGuardServicer
-from sisguard.server.metrics import Metrics, MetricsServer
-from sisguard.server.probes import NoiseProbes, ShiftProbes
-from sisguard.server.service import Service
-from sisguard.server.shadow import ShadowExplanations
+from sisguard.server.metrics import Metrics, MetricsServer, MonitoredPair
 from sisguard.server.tls import check_key_matches, server_credentials
-from sisguard.sis.errors import SISError
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +61,7 @@ def _check_bindable(address: str, what: str) -> None:
 
 
 class App:
-    """Owns the gRPC server, the core service and the health status.
+    """Owns the gRPC server, the data plane and the health status.
 
     ``start`` binds the port and then loads the models; health answers NOT_SERVING until they
     are ready. ``stop`` turns health to NOT_SERVING, refuses new calls, lets in-flight calls
@@ -75,7 +72,7 @@ class App:
         self.settings = settings
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = Metrics(self.registry)
-        self.service = Service(settings, observer=self.metrics)
+        self.dataplane = DataPlane(settings, observer=self.metrics)
         self.metrics_server: MetricsServer | None = None  # settings.metrics_port; None disables
         self.shadow: ShadowExplanations | None = None
         self.probes: NoiseProbes | None = None
@@ -141,28 +138,6 @@ class App:
             raise OSError(f"cannot bind {what} {address}: the address is in use or not available on this host")
         return port
 
-    def _check_explain_files(self) -> None:
-        """Each pair's configured group map and mean baseline load and fit its input (else every
-        Explain using them would fail later, with INTERNAL)."""
-        explainer = self.service.explainer
-        for pair in self.service.pairs.values():
-            ex = pair.config.explain
-            for what, path, opts in (
-                ("group_map_file", ex.group_map_file, ExplainOptions(features="explicit")),
-                ("mean_file", ex.mean_file, ExplainOptions(baseline="mean")),
-            ):
-                if path is None:
-                    continue
-                try:
-                    if what == "group_map_file":
-                        explainer.groups(pair, opts)
-                    else:
-                        explainer.baseline(pair, opts)
-                except (ServiceError, SISError) as exc:
-                    raise ConfigError(f"pair {pair.name}: explain.{what} {path} does not fit: {exc}") from exc
-                except (OSError, ValueError, EOFError) as exc:  # np.load: unreadable, not .npy, pickled
-                    raise ConfigError(f"pair {pair.name}: cannot read explain.{what} {path}: {exc}") from exc
-
     async def _set_health(self, status: int) -> None:
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, status)
@@ -170,9 +145,9 @@ class App:
     async def start(self) -> int:
         """Serve; returns the bound port once every model is loaded and warmed up."""
         server = grpc.aio.server(options=self._grpc_options(), interceptors=self._interceptors())
-        pb_grpc.add_SISGuardServicer_to_server(SISGuardServicer(self.service, observer=self.metrics), server)
+        pb_grpc.add_SISGuardServicer_to_server(SISGuardServicer(self.dataplane, observer=self.metrics), server)
         ip_grpc.add_GRPCInferenceServiceServicer_to_server(
-            InferenceServicer(self.service, observer=self.metrics), server
+            InferenceServicer(self.dataplane, observer=self.metrics), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if self.settings.reflection:
@@ -188,15 +163,14 @@ class App:
         try:
             await self._start_health_port()
             await self._start_metrics()
-            await asyncio.to_thread(self.service.load)
-            self._check_explain_files()
+            await asyncio.to_thread(self.dataplane.load)  # models, and each pair's explain files
         except BaseException:
             await server.stop(None)
             if self.health_server is not None:
                 await self.health_server.stop(None)
             await self._stop_metrics()
             raise
-        self.service.start()
+        self.dataplane.start()
         self._start_monitoring()
         await self._set_health(_SERVING)
         log.info("serving on %s:%d", self.settings.host, port)
@@ -214,7 +188,7 @@ class App:
         if self.health_server is not None:  # answers NOT_SERVING until the main port is closed
             await self.health_server.stop(None)
         await self._stop_monitoring()
-        await self.service.close()
+        await self.dataplane.close()
         await self._stop_metrics()
         await self.releaser.close()
 
@@ -238,12 +212,12 @@ class App:
 
     def _start_monitoring(self) -> None:
         """Metrics series for the loaded pairs, then shadow explanations and noise probes on Predict."""
-        pairs = self.service.pairs.values()
-        self.metrics.register_pairs(pairs)
-        self.shadow = ShadowExplanations(self.service, self.metrics)
-        self.probes = NoiseProbes(self.service, self.metrics)
-        self.shift_probes = ShiftProbes(self.service, self.metrics)
-        self.service.predict_listeners += [
+        monitored = [MonitoredPair.of(p) for p in self.dataplane.pairs.values()]
+        self.metrics.register_pairs(monitored)
+        self.shadow = ShadowExplanations(self.dataplane, self.metrics.shadow_observer)
+        self.probes = NoiseProbes(self.dataplane, self.metrics.noise_probe_observer)
+        self.shift_probes = ShiftProbes(self.dataplane, self.metrics.shift_probe_observer)
+        self.dataplane.predict_listeners += [
             self.shadow.rows_predicted,
             self.probes.rows_predicted,
             self.shift_probes.rows_predicted,
@@ -252,19 +226,19 @@ class App:
         self.probes.start()
         self.shift_probes.start()
         self._verdict_task = asyncio.get_running_loop().create_task(self._export_verdicts(), name="verdicts")
-        self.metrics.set_all_ready(pairs, True)
+        self.metrics.set_all_ready(monitored, True)
 
     async def _export_verdicts(self) -> None:
         """Recompute each pair's verdict when its samples changed, at most every ``verdict.update_seconds``."""
         seen: dict[str, int] = {}
         due: dict[str, float] = {}
-        period = min(p.config.verdict.update_seconds for p in self.service.pairs.values())
+        period = min(p.config.verdict.update_seconds for p in self.dataplane.pairs.values())
         while True:
             now = time.monotonic()
-            for name, signal in self.service.signals.items():
+            for name, signal in self.dataplane.signals.items():
                 if signal.version != seen.get(name) and now >= due.get(name, 0.0):
                     seen[name] = signal.version
-                    due[name] = now + self.service.pairs[name].config.verdict.update_seconds
+                    due[name] = now + self.dataplane.pairs[name].config.verdict.update_seconds
                     try:
                         report = await asyncio.to_thread(signal.report, signal.snapshot())  # bootstrap off the loop
                     except Exception:  # a failed report must not stop the others (or the next one)
@@ -274,7 +248,7 @@ class App:
             await asyncio.sleep(period)
 
     async def _stop_monitoring(self) -> None:
-        self.metrics.set_all_ready(self.service.pairs.values(), False)
+        self.metrics.set_all_ready([MonitoredPair.of(p) for p in self.dataplane.pairs.values()], False)
         if self._verdict_task is not None:
             self._verdict_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -76,18 +76,18 @@ def samples_needed(sd: float, excess: float, confidence: float, deciding: int) -
 
 async def calibrate(settings: Any, pair_name: str, x: np.ndarray, seed: int) -> dict[str, dict[str, list[float]]]:
     """Measure → {"pruned": [...], "control": [...]} over the inputs (explanation and probe measures)."""
+    from sisguard.server.background.probes import shift_probe
     from sisguard.server.batching.batcher import FOREGROUND
+    from sisguard.server.core.dataplane import DataPlane
+    from sisguard.server.core.resolve import ExplainOptions
     from sisguard.server.errors import ServiceError
-    from sisguard.server.explaining import ExplainOptions
-    from sisguard.server.probes import shift_probe
-    from sisguard.server.service import Service
     from sisguard.sis.errors import SISError
 
-    service = Service(settings)
-    await asyncio.to_thread(service.load)
-    service.start()
+    dataplane = DataPlane(settings)
+    await asyncio.to_thread(dataplane.load)
+    dataplane.start()
     try:
-        pair = service.pair(pair_name)
+        pair = dataplane.registry.get(pair_name)
         if not pair.has_control:
             raise ValueError(f"pair {pair_name} has no control: calibration measures the control's floor")
         rng = np.random.default_rng(seed)
@@ -102,7 +102,8 @@ async def calibrate(settings: Any, pair_name: str, x: np.ndarray, seed: int) -> 
 
         for i, row in enumerate(np.asarray(x, dtype=pair.input_dtype)):
             try:
-                outcome = await service.explainer.explain(
+                # the use case itself: no metrics and no verdict window, only the measures
+                outcome = await dataplane.explanations.explain(
                     pair.name, row[None], ExplainOptions(), None, priority=FOREGROUND, signal=True
                 )
             except (ServiceError, SISError) as exc:
@@ -112,7 +113,7 @@ async def calibrate(settings: Any, pair_name: str, x: np.ndarray, seed: int) -> 
                 add(await shift_probe(pair, row, rng, deadline=None, priority=FOREGROUND))
         return values
     finally:
-        await service.close()
+        await dataplane.close()
 
 
 def summary(values: dict[str, dict[str, list[float]]], margins: dict[str, float], confidence: float,
@@ -159,7 +160,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         values = asyncio.run(calibrate(settings, args.pair, x, args.seed))
-    except (ValueError, ModelLoadError) as exc:
+    except (ValueError, ModelLoadError, ConfigError) as exc:
         return _fail(str(exc))
     margins = resolve_margins(pc.verdict.margins, measure_names([s.name for s in pc.shadow.shift_probe.shifts]))
     doc = {

@@ -318,6 +318,13 @@ class LimitsConfig(_Strict):
     max_features: int = Field(4096, ge=1, description="Features per explanation.")
     max_evaluations: int = Field(2_000_000, ge=1, description="Cap on an explanation's budget per variant.")
     max_concurrent_explanations: int = Field(16, ge=1, description="Explanations running at once.")
+    explain_cache_size: int = Field(
+        256,
+        ge=0,
+        le=1_000_000,
+        description="Finished explanations kept for identical Explain requests (same pair, input and options); "
+        "0 disables the cache.",
+    )
     max_sis: int = Field(64, ge=1, description="Cap on max_sis.")
     stream_write_timeout_seconds: float = Field(
         10.0,

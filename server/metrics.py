@@ -18,7 +18,7 @@ import asyncio
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 from prometheus_client import (
@@ -31,9 +31,14 @@ from prometheus_client import (
     generate_latest,
 )
 
-from sisguard.server.pairs import ALL_VARIANTS, VARIANTS
-from sisguard.server.signal.verdict import VERDICTS
+from sisguard.server.pairs import VARIANTS, Pair
+from sisguard.server.signal.verdict import VERDICTS, VerdictReport
+from sisguard.sis import PairExplanation
 from sisguard.sis.agreement import DivergenceReason
+
+if TYPE_CHECKING:
+    from sisguard.server.core.dataplane import Source
+    from sisguard.server.core.explain import ExplainOutcome
 
 PREFIX = "sisguard"
 SOURCES = ("request", "shadow")
@@ -69,25 +74,109 @@ def level_label(level: float) -> str:
     return repr(float(level))
 
 
-def split_model(model: str) -> tuple[str, str]:
-    """``"<pair>.<variant>"`` (a batcher's name) → ``(pair, variant)``."""
-    pair, _, variant = model.rpartition(".")
-    return (pair, variant) if variant in ALL_VARIANTS else (model, "unknown")
-
-
 @dataclass(frozen=True)
-class _BatchSeries:
+class BatchSeries:
+    """The batch metrics of one model, labelled once when its batcher is built (a hot path: every
+    BackSelect step of every explanation reports here). Implements the batcher's ``BatchObserver``;
+    the model is the one it was made for, whatever name the batcher reports."""
+
     queue_wait: Any
     compute: Any
     batch_rows: Any
     queue_rows: Any
 
+    def batch_done(self, model: str, rows: int, queue_wait: list[float], compute_seconds: float) -> None:
+        for w in queue_wait:
+            self.queue_wait.observe(max(w, 0.0))
+        self.compute.observe(compute_seconds)
+        self.batch_rows.observe(rows)
+
+    def queue_changed(self, model: str, rows: int) -> None:
+        self.queue_rows.set(rows)
+
+
+@dataclass(frozen=True)
+class SamplingSeries:
+    """Sampled, dropped and queued rows of one kind of background work (``SamplingObserver``)."""
+
+    sampled: Counter
+    dropped: Counter
+    queue: Gauge
+
+    def sampled_rows(self, pair: str, rows: int) -> None:
+        self.sampled.labels(pair).inc(rows)
+
+    def dropped_rows(self, pair: str, reason: str, rows: int) -> None:
+        self.dropped.labels(pair, reason).inc(rows)
+
+    def queue_changed(self, pair: str, rows: int) -> None:
+        self.queue.labels(pair).set(rows)
+
+
+@dataclass(frozen=True)
+class NoiseProbeSeries(SamplingSeries):
+    """Noise-probe metrics (``NoiseProbeObserver``)."""
+
+    copies: Counter
+    agree: Counter
+
+    def probed(self, pair: str, level: float, copies: int, agreeing: int) -> None:
+        label = level_label(level)
+        self.copies.labels(pair, label).inc(copies)
+        self.agree.labels(pair, label).inc(agreeing)
+
+
+@dataclass(frozen=True)
+class ShiftProbeSeries(SamplingSeries):
+    """Shift-probe metrics (``ShiftProbeObserver``)."""
+
+    copies: Counter
+    unstable: Counter
+    disagree: Counter
+
+    def probed(
+        self, pair: str, shift: str, copies: int, unstable: dict[str, int], disagreeing: dict[str, int]
+    ) -> None:
+        self.copies.labels(pair, shift).inc(copies)
+        for variant, n in unstable.items():
+            self.unstable.labels(pair, shift, variant).inc(n)
+        for variant, n in disagreeing.items():
+            self.disagree.labels(pair, shift, variant).inc(n)
+
+
+@dataclass(frozen=True)
+class MonitoredPair:
+    """What the metrics record of a loaded pair at start-up (:meth:`Metrics.register_pairs`)."""
+
+    name: str
+    prune_ratio: float
+    providers: dict[str, str]  # variant -> execution provider
+    queue_capacity: int
+    noise_levels: tuple[float, ...]  # () when noise probes are off
+    shadow_queue_size: int  # 0 when shadow explanations are off
+    shifts: tuple[str, ...]  # () when shift probes are off
+
+    @classmethod
+    def of(cls, pair: Pair) -> MonitoredPair:
+        cfg = pair.config
+        shadow = cfg.shadow
+        return cls(
+            name=pair.name,
+            prune_ratio=pair.prune_ratio,
+            providers={v: m.provider for v, m in pair.models.items()},
+            queue_capacity=cfg.queue_capacity,
+            noise_levels=tuple(shadow.noise_probe.levels) if shadow.noise_probe.sample_rate > 0 else (),
+            shadow_queue_size=shadow.queue_size if shadow.sample_rate > 0 else 0,
+            shifts=tuple(s.name for s in shadow.shift_probe.shifts) if shadow.shift_probe.sample_rate > 0 else (),
+        )
+
 
 class Metrics:
     """Every sisguard metric on ``registry``.
 
-    Implements the observer protocols of the batcher (``BatchObserver``), the gRPC adapters
-    (``CallObserver``), the core (``ServiceObserver``), shadow explanations and noise probes.
+    Implements the gRPC adapters' ``CallObserver`` and the data plane's ``DataPlaneObserver``
+    (which hands each batcher its own :class:`BatchSeries`); :attr:`shadow_observer`,
+    :attr:`noise_probe_observer` and :attr:`shift_probe_observer` are the background work's.
 
     >>> from prometheus_client import CollectorRegistry
     >>> reg = CollectorRegistry()
@@ -98,7 +187,6 @@ class Metrics:
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._batch_children: dict[str, _BatchSeries] = {}
         self.registry = registry
         r = registry
 
@@ -285,6 +373,20 @@ class Metrics:
             ("pair", "source", "variant", "status"),
         )
 
+        # -- the background work's observers ----------------------------------------------------
+        self.shadow_observer = SamplingSeries(self.shadow_sampled, self.shadow_dropped, self.shadow_queue)
+        self.noise_probe_observer = NoiseProbeSeries(
+            self.probe_sampled, self.probe_dropped, self.probe_queue, self.probe_copies, self.probe_agree
+        )
+        self.shift_probe_observer = ShiftProbeSeries(
+            self.shift_sampled,
+            self.shift_dropped,
+            self.shift_queue,
+            self.shift_copies,
+            self.shift_unstable,
+            self.shift_disagree,
+        )
+
     # -- registration (app start-up) ----------------------------------------------------------
 
     def set_pair_info(
@@ -358,34 +460,17 @@ class Metrics:
             self.request_failures.labels(rpc, code).inc()
         self.request_seconds.labels(rpc).observe(seconds)
 
-    # -- BatchObserver ------------------------------------------------------------------------
+    # -- DataPlaneObserver ----------------------------------------------------------------------
 
-    def _batch_series(self, model: str) -> _BatchSeries:
-        """The labelled children of one model's batch metrics, looked up once (this is a hot path:
-        every BackSelect step of every explanation reports here)."""
-        series = self._batch_children.get(model)
-        if series is None:
-            pv = split_model(model)
-            series = _BatchSeries(
-                self.queue_wait.labels(*pv),
-                self.compute.labels(*pv),
-                self.batch_rows.labels(*pv),
-                self.queue_rows.labels(*pv),
-            )
-            self._batch_children[model] = series
-        return series
-
-    def batch_done(self, model: str, rows: int, queue_wait: list[float], compute_seconds: float) -> None:
-        series = self._batch_series(model)
-        for w in queue_wait:
-            series.queue_wait.observe(max(w, 0.0))
-        series.compute.observe(compute_seconds)
-        series.batch_rows.observe(rows)
-
-    def queue_changed(self, model: str, rows: int) -> None:
-        self._batch_series(model).queue_rows.set(rows)
-
-    # -- ServiceObserver ----------------------------------------------------------------------
+    def batch_observer(self, pair: str, variant: str) -> BatchSeries:
+        """The observer of one model's batcher, its series labelled once."""
+        labels = (pair, variant)
+        return BatchSeries(
+            self.queue_wait.labels(*labels),
+            self.compute.labels(*labels),
+            self.batch_rows.labels(*labels),
+            self.queue_rows.labels(*labels),
+        )
 
     def predicted(self, pair: str, top1_agree: np.ndarray, confidence_gap: np.ndarray) -> None:
         agree = np.asarray(top1_agree, dtype=bool)
@@ -396,36 +481,19 @@ class Metrics:
             if math.isfinite(g):
                 gap.observe(float(g))
 
-    def explained(
-        self,
-        pair: str,
-        outcome: Any,
-        seconds: float,
-        *,
-        source: str = "request",
-        evaluations: dict[str, int] | None = None,
-    ) -> None:
-        """One finished explanation: ``outcome`` is an ``ExplainOutcome`` or a ``PairExplanation``.
-
-        Evaluations default to the SIS results' own counts; cache hits (``outcome.cached``) add none.
-        """
-        explanation = getattr(outcome, "explanation", outcome)
-        cached = bool(getattr(outcome, "cached", False))
-        source = source if source in SOURCES else "request"
+    def explained(self, pair: str, outcome: ExplainOutcome, seconds: float, source: Source) -> None:
+        """One finished explanation; a cache hit (``outcome.cached``) counts, its evaluations do not."""
+        explanation = outcome.explanation
         self.explanations.labels(pair, source).inc()
         self.explain_seconds.labels(pair, source).observe(seconds)
-        if cached:
+        if outcome.cached:
             self.explain_cache_hits.labels(pair).inc()
         else:
-            if evaluations is None:
-                evaluations = {
-                    v: int(r.evaluations) for v in VARIANTS if (r := getattr(explanation, v, None)) is not None
-                }
-            for variant, n in evaluations.items():
-                if variant in VARIANTS:
-                    self.explain_evaluations.labels(pair, variant, source).inc(n)
-                    self.explain_evaluations_hist.labels(pair, variant).observe(n)
-        a = getattr(explanation, "agreement", None)
+            for variant, result in (("dense", explanation.dense), ("pruned", explanation.pruned)):
+                if result is not None:
+                    self.explain_evaluations.labels(pair, variant, source).inc(result.evaluations)
+                    self.explain_evaluations_hist.labels(pair, variant).observe(result.evaluations)
+        a = explanation.agreement
         if a is None:
             return
         self.agreement_compared.labels(pair, source).inc()
@@ -433,9 +501,8 @@ class Metrics:
             self.agreement_top1.labels(pair, source).inc()
         if math.isfinite(a.confidence_gap):
             self.agreement_gap.labels(pair, source).observe(a.confidence_gap)
-        for variant in VARIANTS:
-            r = getattr(explanation, variant, None)
-            if r is not None and r.status in ("not_confident", "baseline_sufficient"):
+        for variant, r in (("dense", explanation.dense), ("pruned", explanation.pruned)):
+            if r is not None and r.status in _DEGENERATE:
                 self.degenerate.labels(pair, source, variant, r.status).inc()
         if _both_found(explanation):  # degenerate explanations are no evidence of agreement
             self.agreement_iou_first.labels(pair, source).observe(a.iou_first)
@@ -458,56 +525,9 @@ class Metrics:
                 if reason in DIVERGENCE_REASONS:
                     self.divergent_reasons.labels(pair, source, reason).inc()
 
-    # -- shadow explanations ------------------------------------------------------------------
-
-    def shadow_sampled_rows(self, pair: str, rows: int) -> None:
-        self.shadow_sampled.labels(pair).inc(rows)
-
-    def shadow_dropped_rows(self, pair: str, reason: str, rows: int = 1) -> None:
-        self.shadow_dropped.labels(pair, reason).inc(rows)
-
-    def shadow_queue_changed(self, pair: str, rows: int) -> None:
-        self.shadow_queue.labels(pair).set(rows)
-
-    # -- noise probes -------------------------------------------------------------------------
-
-    def probe_sampled_rows(self, pair: str, rows: int) -> None:
-        self.probe_sampled.labels(pair).inc(rows)
-
-    def probe_dropped_rows(self, pair: str, reason: str, rows: int = 1) -> None:
-        self.probe_dropped.labels(pair, reason).inc(rows)
-
-    def probe_queue_changed(self, pair: str, rows: int) -> None:
-        self.probe_queue.labels(pair).set(rows)
-
-    def probe_result(self, pair: str, level: float, copies: int, agreeing: int) -> None:
-        label = level_label(level)
-        self.probe_copies.labels(pair, label).inc(copies)
-        self.probe_agree.labels(pair, label).inc(agreeing)
-
-    # -- shift probes -------------------------------------------------------------------------
-
-    def shift_probe_sampled_rows(self, pair: str, rows: int) -> None:
-        self.shift_sampled.labels(pair).inc(rows)
-
-    def shift_probe_dropped_rows(self, pair: str, reason: str, rows: int = 1) -> None:
-        self.shift_dropped.labels(pair, reason).inc(rows)
-
-    def shift_probe_queue_changed(self, pair: str, rows: int) -> None:
-        self.shift_queue.labels(pair).set(rows)
-
-    def shift_probe_result(
-        self, pair: str, shift: str, copies: int, unstable: dict[str, int], disagreeing: dict[str, int]
-    ) -> None:
-        self.shift_copies.labels(pair, shift).inc(copies)
-        for variant, n in unstable.items():
-            self.shift_unstable.labels(pair, shift, variant).inc(n)
-        for variant, n in disagreeing.items():
-            self.shift_disagree.labels(pair, shift, variant).inc(n)
-
     # -- verdict ------------------------------------------------------------------------------
 
-    def verdict_updated(self, report: Any) -> None:
+    def verdict_updated(self, report: VerdictReport) -> None:
         """Export a ``VerdictReport``: the 0/1 verdict gauges, excess bounds and sample counts."""
         pair = report.pair
         for v in VERDICTS:
@@ -521,43 +541,42 @@ class Metrics:
             if e.deciding:
                 self.excess_margin.labels(pair, e.name).set(e.margin)
 
-    def register_pairs(self, pairs: Iterable[Any]) -> None:
-        """Record the loaded pairs (``sisguard.server.pairs.Pair``): static facts and zero series."""
+    def register_pairs(self, pairs: Iterable[MonitoredPair]) -> None:
+        """Record the loaded pairs: static facts and zero series."""
         self.set_rpcs()
         for p in pairs:
-            cfg = p.config
             self.set_pair_info(
                 p.name,
                 prune_ratio=p.prune_ratio,
-                noise_levels=cfg.shadow.noise_probe.levels if cfg.shadow.noise_probe.sample_rate > 0 else (),
-                shadow_queue_size=cfg.shadow.queue_size if cfg.shadow.sample_rate > 0 else 0,
+                noise_levels=p.noise_levels,
+                shadow_queue_size=p.shadow_queue_size,
             )
-            for variant, model in p.models.items():
-                self.set_model_info(p.name, variant, provider=model.provider, queue_capacity=cfg.queue_capacity)
-            self.has_control.labels(p.name).set(1.0 if "control" in p.models else 0.0)
+            for variant, provider in p.providers.items():
+                self.set_model_info(p.name, variant, provider=provider, queue_capacity=p.queue_capacity)
+            self.has_control.labels(p.name).set(1.0 if "control" in p.providers else 0.0)
             self.shift_sampled.labels(p.name)
             self.shift_queue.labels(p.name)
             for reason in PROBE_DROP_REASONS:
                 self.shift_dropped.labels(p.name, reason)
-            for spec in cfg.shadow.shift_probe.shifts if cfg.shadow.shift_probe.sample_rate > 0 else ():
-                self.shift_copies.labels(p.name, spec.name)
-                for variant in p.models:
-                    self.shift_unstable.labels(p.name, spec.name, variant)
+            for shift in p.shifts:
+                self.shift_copies.labels(p.name, shift)
+                for variant in p.providers:
+                    self.shift_unstable.labels(p.name, shift, variant)
                     if variant != "dense":
-                        self.shift_disagree.labels(p.name, spec.name, variant)
+                        self.shift_disagree.labels(p.name, shift, variant)
             for v in VERDICTS:  # insufficient_data until the first report
                 self.verdict.labels(p.name, v).set(1.0 if v == "insufficient_data" else 0.0)
             self.verdict_samples.labels(p.name)
             self.verdict_samples_needed.labels(p.name)
 
-    def set_all_ready(self, pairs: Iterable[Any], ready: bool) -> None:
+    def set_all_ready(self, pairs: Iterable[MonitoredPair], ready: bool) -> None:
         for p in pairs:
-            for variant in p.models:
+            for variant in p.providers:
                 self.set_ready(p.name, variant, ready)
 
 
-def _both_found(explanation: Any) -> bool:
-    d, p = getattr(explanation, "dense", None), getattr(explanation, "pruned", None)
+def _both_found(explanation: PairExplanation) -> bool:
+    d, p = explanation.dense, explanation.pruned
     return d is not None and p is not None and d.status not in _DEGENERATE and p.status not in _DEGENERATE
 
 

@@ -1,23 +1,50 @@
 """A served pair: the dense and the pruned model (and, when configured, the control: the dense model
-retrained like the pruned one but not pruned), checked against each other, with their batchers."""
+retrained like the pruned one but not pruned), checked against each other, with their batchers.
+
+:meth:`Pair.run` and :meth:`Pair.score_fn` are the only ways to a model: Predict, ModelInfer, the
+explain use case, shadow explanations and the probes all go through them. The Open Inference
+Protocol names of the models (``<pair>.<variant>``) are made and taken apart here only.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from sisguard.server.batching.batcher import Batcher, BatchObserver
-from sisguard.server.config import PairConfig, RuntimeConfig
+from sisguard.server.batching.batcher import FOREGROUND, Batcher, BatchObserver
+from sisguard.server.config import ConfigError, PairConfig, RuntimeConfig
+from sisguard.server.probabilities import to_probabilities
 from sisguard.server.runtime.model import ModelLoadError, ModelRuntime
 from sisguard.server.runtime.providers import ProviderChoice
+from sisguard.sis import ScoreFn
 
 log = logging.getLogger(__name__)
 
 VARIANTS = ("dense", "pruned")
 #: every model a pair may serve; ``control`` only when the pair configures one
 ALL_VARIANTS = ("dense", "pruned", "control")
+
+#: ``(pair, variant) -> observer`` of that model's batcher (``Metrics.batch_observer``)
+BatchObservers = Callable[[str, str], BatchObserver | None]
+
+
+def infer_name(pair: str, variant: str) -> str:
+    """A model's name in the Open Inference Protocol: ``<pair>.dense`` / ``.pruned`` / ``.control``."""
+    return f"{pair}.{variant}"
+
+
+def split_infer_name(name: str) -> tuple[str, str] | None:
+    """``"<pair>.<variant>"`` → ``(pair, variant)``; None when the name ends in no known variant.
+
+    >>> split_infer_name("a.b.pruned"), split_infer_name("mini")
+    (('a.b', 'pruned'), None)
+    """
+    pair, _, variant = name.rpartition(".")
+    return (pair, variant) if pair and variant in ALL_VARIANTS else None
 
 
 @dataclass(frozen=True)
@@ -40,7 +67,7 @@ class Pair:
         config: PairConfig,
         runtime: RuntimeConfig,
         choice: ProviderChoice,
-        observer: BatchObserver | None = None,
+        batch_observers: BatchObservers | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -57,6 +84,9 @@ class Pair:
                 expected_sha256=getattr(config, f"{variant}_sha256"),
             )
         self._check_signatures()
+        #: the configured ``explain.group_map_file`` and ``explain.mean_file``, read once at start-up
+        self.group_map = _load_npy(self.name, "group_map_file", config.explain.group_map_file)
+        self.mean = _load_npy(self.name, "mean_file", config.explain.mean_file)
         self.batchers = {
             v: Batcher(
                 self.infer_name(v),
@@ -64,7 +94,7 @@ class Pair:
                 max_batch_size=config.max_batch_size,
                 max_queue_delay=config.max_queue_delay_ms / 1000.0,
                 queue_capacity=config.queue_capacity,
-                observer=observer,
+                observer=None if batch_observers is None else batch_observers(self.name, v),
             )
             for v, m in self.models.items()
         }
@@ -110,8 +140,8 @@ class Pair:
         return self.models["dense"].num_outputs
 
     def infer_name(self, variant: str) -> str:
-        """The model's name in the Open Inference Protocol: ``<pair>.dense`` / ``.pruned`` / ``.control``."""
-        return f"{self.name}.{variant}"
+        """The model's name in the Open Inference Protocol (:func:`infer_name`)."""
+        return infer_name(self.name, variant)
 
     def facts(self, variant: str) -> ModelFacts:
         m = self.models[variant]
@@ -129,6 +159,34 @@ class Pair:
         dense = self.models["dense"].facts.parameter_count
         return 1.0 - self.models["pruned"].facts.nonzero_parameter_count / dense if dense else 0.0
 
+    # -- the models -------------------------------------------------------------------------
+
+    async def run(
+        self, variant: str, rows: np.ndarray, *, deadline: float | None = None, priority: int = FOREGROUND
+    ) -> np.ndarray:
+        """Raw outputs ``[rows, classes]`` of one model, through its batcher."""
+        return await self.batchers[variant].submit(rows, deadline=deadline, priority=priority)
+
+    async def probabilities(
+        self, variant: str, rows: np.ndarray, *, deadline: float | None = None, priority: int = FOREGROUND
+    ) -> np.ndarray:
+        """:meth:`run` as probabilities (softmax for logits; probabilities and scores as they are)."""
+        raw = await self.run(variant, rows, deadline=deadline, priority=priority)
+        return to_probabilities(raw, self.config.output_kind)
+
+    def score_fn(
+        self, variant: str, target: int, *, deadline: float | None = None, priority: int = FOREGROUND
+    ) -> ScoreFn:
+        """The SIS engine's view of one model: ``await fn(batch)`` → the probability of ``target`` per row."""
+        kind = self.config.output_kind
+
+        def scores(raw: np.ndarray) -> np.ndarray:
+            return to_probabilities(raw, kind)[:, target].astype(np.float64)
+
+        # also runs whole SIS searches on the model's worker thread, batched step by step with the
+        # other explanations on this model (see sisguard.server.batching.steps)
+        return self.batchers[variant].score_fn(scores, deadline=deadline, priority=priority)
+
     # -- lifecycle --------------------------------------------------------------------------
 
     def warm_up(self) -> None:
@@ -142,3 +200,13 @@ class Pair:
     async def close(self) -> None:
         for b in self.batchers.values():
             await b.close()
+
+
+def _load_npy(pair: str, what: str, path: Path | None) -> np.ndarray | None:
+    """A configured ``.npy`` file, read once; unreadable files stop the start-up with one line."""
+    if path is None:
+        return None
+    try:
+        return np.load(path)
+    except (OSError, ValueError, EOFError) as exc:  # missing, not .npy, pickled
+        raise ConfigError(f"pair {pair}: cannot read explain.{what} {path}: {exc}") from exc

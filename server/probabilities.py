@@ -1,4 +1,4 @@
-"""Model outputs as callers see them: probabilities, top-1 and its probability."""
+"""Raw model outputs as callers see them: probabilities (softmax for logits), top-1 and its probability."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Clients see the core's messages (written for them) and, for anything unexpected,
 with a request id; the traceback goes to the log under the same id. Failures the caller
 causes deeper down (ONNX Runtime refusing the input values, e.g. a token id outside the
 vocabulary) are mapped here too, to INVALID_ARGUMENT; decoding failures are mapped in
-``guard.py``, out-of-range typed values in ``tensors.py``. Every call carries its request id
+``guard.py``; the wire codec's own errors (:mod:`sisguard.wire`) are in the table. Every call carries its request id
 in the trailing metadata (``x-request-id``), on success and on failure.
 """
 
@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
-from sisguard import sis
+from sisguard import sis, wire
 from sisguard.server import errors
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,9 @@ STATUS: dict[type[Exception], grpc.StatusCode] = {
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.Internal: grpc.StatusCode.INTERNAL,
+    # the wire codec's (a message that does not fit the format); TooLarge before its base class
+    wire.TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    wire.WireError: grpc.StatusCode.INVALID_ARGUMENT,
     # the SIS engine's own errors
     sis.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
     sis.BudgetExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,

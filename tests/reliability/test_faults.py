@@ -19,7 +19,7 @@ from sisguard.proto.inference import grpc_service_pb2 as ip
 from sisguard.proto.inference import grpc_service_pb2_grpc as ip_grpc
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
-from sisguard.server.grpc.tensors import from_numpy
+from sisguard.wire import to_tensor
 
 RUNTIME = {"providers": ["cpu"], "intra_op_threads": 1}
 
@@ -37,7 +37,7 @@ def rows(n: int, poison: bool = False, seed: int = 0) -> np.ndarray:
 
 async def call(stub: pb_grpc.SISGuardStub, pair_name: str, x: np.ndarray, variant: int) -> grpc.StatusCode:
     try:
-        await stub.Predict(pb.PredictRequest(pair=pair_name, inputs=from_numpy(x), variant=variant), timeout=30)
+        await stub.Predict(pb.PredictRequest(pair=pair_name, inputs=to_tensor(x), variant=variant), timeout=30)
     except grpc.aio.AioRpcError as exc:
         return exc.code()
     return grpc.StatusCode.OK
@@ -57,7 +57,7 @@ async def test_a_failing_model_run_fails_only_its_batch(
         stub = pb_grpc.SISGuardStub(ch)
         # Alone in its batch, a poisoned request fails with INTERNAL and a generic message.
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await stub.Predict(pb.PredictRequest(pair="faulty", inputs=from_numpy(rows(2, True)), variant=pb.DENSE))
+            await stub.Predict(pb.PredictRequest(pair="faulty", inputs=to_tensor(rows(2, True)), variant=pb.DENSE))
         assert err.value.code() == grpc.StatusCode.INTERNAL
         assert "request id" in err.value.details() and "Reshape" not in err.value.details()
         infer = ip.ModelInferRequest(model_name="faulty.dense")
@@ -104,9 +104,9 @@ async def test_model_files_deleted_after_start_up_do_not_matter(tmp_path: Path, 
     config = write_config(tmp_path, [pair("mini", dense, pruned)], runtime=RUNTIME)
     async with running(config) as app, grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
         stub = pb_grpc.SISGuardStub(ch)
-        before = await stub.Predict(pb.PredictRequest(pair="mini", inputs=from_numpy(rows(4))))
+        before = await stub.Predict(pb.PredictRequest(pair="mini", inputs=to_tensor(rows(4))))
         shutil.rmtree(files)
-        after = await stub.Predict(pb.PredictRequest(pair="mini", inputs=from_numpy(rows(4))))
+        after = await stub.Predict(pb.PredictRequest(pair="mini", inputs=to_tensor(rows(4))))
         assert before.dense.probabilities.data == after.dense.probabilities.data
         listed = await stub.ListModels(pb.ListModelsRequest())
         assert listed.pairs[0].dense.sha256 and listed.pairs[0].pruned.ready

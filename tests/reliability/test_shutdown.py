@@ -15,7 +15,7 @@ from support.server import write_config
 
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
-from sisguard.server.grpc.tensors import from_numpy, to_numpy
+from sisguard.wire import from_tensor, to_tensor
 
 CLIENTS = 12
 SIGNAL_AFTER = 150  # successful responses before SIGTERM
@@ -57,7 +57,7 @@ async def test_sigterm_mid_stream(tmp_path: Path, model_pair: tuple[Path, Path])
                 x = inputs[i % len(inputs)]
                 try:
                     resp = await stub.Predict(
-                        pb.PredictRequest(pair="mini", inputs=from_numpy(x), variant=pb.DENSE), timeout=CALL_TIMEOUT
+                        pb.PredictRequest(pair="mini", inputs=to_tensor(x), variant=pb.DENSE), timeout=CALL_TIMEOUT
                     )
                 except grpc.aio.AioRpcError as exc:
                     outcomes.append(exc.code().name)
@@ -65,7 +65,7 @@ async def test_sigterm_mid_stream(tmp_path: Path, model_pair: tuple[Path, Path])
                         refused_after_signal += 1
                     await asyncio.sleep(0.05)
                     continue
-                got = to_numpy(resp.dense.probabilities, "p", 1 << 20)
+                got = from_tensor(resp.dense.probabilities, "p", 1 << 20)
                 assert np.allclose(got, expected[i % len(inputs)], atol=1e-5), "wrong result"
                 outcomes.append("ok")
                 ok_count += 1

@@ -18,7 +18,7 @@ from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
 from sisguard.server.config import ConfigError, load_settings
 from sisguard.server.grpc.auth import load_tokens
-from sisguard.server.grpc.tensors import from_numpy
+from sisguard.wire import to_tensor
 
 YAML_TOKEN = "yaml-token-0123456789"
 ENV_TOKEN = "env-token-0123456789"
@@ -33,7 +33,7 @@ def bearer(token: str) -> tuple[tuple[str, str]]:
 async def code_of(ch: grpc.aio.Channel, token: str | None) -> grpc.StatusCode:
     try:
         await pb_grpc.SISGuardStub(ch).Predict(
-            pb.PredictRequest(pair="mini", inputs=from_numpy(X)), metadata=bearer(token) if token else None, timeout=30
+            pb.PredictRequest(pair="mini", inputs=to_tensor(X)), metadata=bearer(token) if token else None, timeout=30
         )
     except grpc.aio.AioRpcError as err:
         return err.code()

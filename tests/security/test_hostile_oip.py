@@ -17,8 +17,8 @@ from sisguard.proto.inference import grpc_service_pb2 as ip
 from sisguard.proto.inference import grpc_service_pb2_grpc as ip_grpc
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
-from sisguard.server.errors import InvalidArgument
-from sisguard.server.grpc.tensors import OIP_DTYPES, from_numpy, from_values
+from sisguard.server.grpc.status import classify
+from sisguard.wire import OIP_DTYPES, WireError, from_values, to_tensor
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ async def test_token_ids_outside_the_vocabulary(channel: grpc.aio.Channel) -> No
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert "the model refused the input values" in details and "[-100,99]" in details
     # The same through the sisguard API.
-    req = pb.PredictRequest(pair="tokens", inputs=from_numpy(np.full((1, TOKENS), 5000, np.int64)))
+    req = pb.PredictRequest(pair="tokens", inputs=to_tensor(np.full((1, TOKENS), 5000, np.int64)))
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await pb_grpc.SISGuardStub(channel).Predict(req, timeout=30)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -90,5 +90,6 @@ def test_from_values_keeps_values_in_range_exactly() -> None:
         info = np.iinfo(dt)
         got = from_values([info.min, 0, info.max], dt, [3], "x")
         assert got.dtype == dt and got.tolist() == [info.min, 0, info.max]
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(WireError) as err:
         from_values([256], OIP_DTYPES["UINT8"], [1], "x")
+    assert classify(err.value, "ModelInfer", "r")[0] == grpc.StatusCode.INVALID_ARGUMENT

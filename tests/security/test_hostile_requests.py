@@ -20,7 +20,7 @@ from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
 from sisguard.server.grpc.guard import SMALL_MESSAGE_BYTES
 from sisguard.server.grpc.status import MAX_DETAILS_CHARS
-from sisguard.server.grpc.tensors import from_numpy
+from sisguard.wire import to_tensor
 
 X = np.random.default_rng(0).random((1, 8, 8), dtype=np.float32)
 PREDICT = "/sisguard.v1.SISGuard/Predict"
@@ -43,7 +43,7 @@ async def channel(config: Path) -> AsyncIterator[grpc.aio.Channel]:
 
 
 async def still_serving(ch: grpc.aio.Channel) -> None:
-    req = pb.PredictRequest(pair="mini", inputs=from_numpy(X[None]))
+    req = pb.PredictRequest(pair="mini", inputs=to_tensor(X[None]))
     await pb_grpc.SISGuardStub(ch).Predict(req, timeout=30)
 
 
@@ -66,7 +66,7 @@ def max_rss_mb() -> float:
 async def test_a_large_group_id_is_refused_before_any_allocation(channel: grpc.aio.Channel, big: int) -> None:
     groups = np.zeros((8, 8), np.int32)
     groups[0, 0] = big
-    req = pb.ExplainRequest(pair="mini", input=from_numpy(X), features=pb.EXPLICIT, group_map=from_numpy(groups))
+    req = pb.ExplainRequest(pair="mini", input=to_tensor(X), features=pb.EXPLICIT, group_map=to_tensor(groups))
     assert len(req.SerializeToString()) < 600
     before = max_rss_mb()
     code, details = await status_of(pb_grpc.SISGuardStub(channel).Explain(req, timeout=30))
@@ -82,7 +82,7 @@ async def test_a_large_group_id_is_refused_before_any_allocation(channel: grpc.a
 
 @pytest.mark.parametrize(
     "body",
-    [b"\xff\xff\xff", pb.PredictRequest(pair="mini", inputs=from_numpy(X[None])).SerializeToString()[:-7]],
+    [b"\xff\xff\xff", pb.PredictRequest(pair="mini", inputs=to_tensor(X[None])).SerializeToString()[:-7]],
     ids=["garbage", "truncated"],
 )
 async def test_undecodable_bodies_are_invalid_argument(channel: grpc.aio.Channel, body: bytes) -> None:
@@ -122,7 +122,7 @@ EXPLAIN_CASES = [
 async def test_explain_options_are_refused_not_reinterpreted(
     channel: grpc.aio.Channel, what: str, fields: dict[str, object], fragment: str
 ) -> None:
-    req = pb.ExplainRequest(pair="mini", input=from_numpy(X), **fields)  # type: ignore[arg-type]
+    req = pb.ExplainRequest(pair="mini", input=to_tensor(X), **fields)  # type: ignore[arg-type]
     code, details = await status_of(pb_grpc.SISGuardStub(channel).Explain(req, timeout=30))
     assert code == grpc.StatusCode.INVALID_ARGUMENT, details
     assert fragment in details
@@ -131,7 +131,7 @@ async def test_explain_options_are_refused_not_reinterpreted(
 
 async def test_max_sis_and_target_are_refused_before_any_model_runs(config: Path) -> None:
     async with running(config) as app, grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
-        batcher = app.service.pairs["mini"].batchers["dense"]
+        batcher = app.dataplane.pairs["mini"].batchers["dense"]
         runs: list[int] = []
         submit = batcher.submit
 
@@ -141,14 +141,14 @@ async def test_max_sis_and_target_are_refused_before_any_model_runs(config: Path
 
         batcher.submit = counted  # type: ignore[method-assign]
         for fields in ({"max_sis": 65}, {"target": 10}):
-            req = pb.ExplainRequest(pair="mini", input=from_numpy(X), **fields)  # type: ignore[arg-type]
+            req = pb.ExplainRequest(pair="mini", input=to_tensor(X), **fields)  # type: ignore[arg-type]
             code, _ = await status_of(pb_grpc.SISGuardStub(ch).Explain(req, timeout=30))
             assert code == grpc.StatusCode.INVALID_ARGUMENT
         assert runs == []
 
 
 async def test_a_huge_pair_name_is_not_found_with_a_short_message(channel: grpc.aio.Channel) -> None:
-    req = pb.PredictRequest(pair="p" * 100_000, inputs=from_numpy(X[None]))
+    req = pb.PredictRequest(pair="p" * 100_000, inputs=to_tensor(X[None]))
     code, details = await status_of(pb_grpc.SISGuardStub(channel).Predict(req, timeout=30))
     assert code == grpc.StatusCode.NOT_FOUND
     assert len(details) <= MAX_DETAILS_CHARS
@@ -164,11 +164,11 @@ async def test_a_fractional_constant_baseline_on_integer_inputs_is_refused(tmp_p
     )
     async with running(cfg) as app, grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
         x = np.ones(TOKENS, np.int64)
-        req = pb.ExplainRequest(pair="tokens", input=from_numpy(x), baseline=pb.CONSTANT, baseline_constant=3.5)
+        req = pb.ExplainRequest(pair="tokens", input=to_tensor(x), baseline=pb.CONSTANT, baseline_constant=3.5)
         code, details = await status_of(pb_grpc.SISGuardStub(ch).Explain(req, timeout=30))
         assert code == grpc.StatusCode.INVALID_ARGUMENT
         assert "expected a whole number" in details
-        req = pb.ExplainRequest(pair="tokens", input=from_numpy(x), baseline=pb.CONSTANT, baseline_constant=3.0)
+        req = pb.ExplainRequest(pair="tokens", input=to_tensor(x), baseline=pb.CONSTANT, baseline_constant=3.0)
         assert (await pb_grpc.SISGuardStub(ch).Explain(req, timeout=30)).num_features == TOKENS
 
 
@@ -182,7 +182,7 @@ async def test_a_stream_the_client_does_not_read_is_ended_by_the_server(config: 
         opts = [("grpc.http2.lookahead_bytes", 256), ("grpc.http2.bdp_probe", 0)]
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}", options=opts) as ch:
             req = pb.ExplainRequest(
-                pair="mini", input=from_numpy(X), max_sis=64, threshold_relative=0.99, return_backselect=True
+                pair="mini", input=to_tensor(X), max_sis=64, threshold_relative=0.99, return_backselect=True
             )
             call = pb_grpc.SISGuardStub(ch).ExplainStream(req, timeout=120)
             await call.initial_metadata()

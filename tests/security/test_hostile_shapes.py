@@ -19,9 +19,8 @@ from sisguard.proto.inference import grpc_service_pb2_grpc as ip_grpc
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
 from sisguard.server.app import App
-from sisguard.server.errors import InvalidArgument, ResourceExhausted
-from sisguard.server.grpc.status import MAX_DETAILS_CHARS
-from sisguard.server.grpc.tensors import MAX_DIMS, check_shape, from_numpy
+from sisguard.server.grpc.status import MAX_DETAILS_CHARS, classify
+from sisguard.wire import MAX_DIMS, TooLarge, WireError, check_shape, to_tensor
 
 GOOD = np.zeros((1, 1, 8, 8), np.float32)
 Call = Callable[[grpc.aio.Channel, list[int]], "grpc.aio.UnaryUnaryCall"]
@@ -40,7 +39,7 @@ def explain(ch: grpc.aio.Channel, shape: list[int]) -> grpc.aio.UnaryUnaryCall:
 def explain_group_map(ch: grpc.aio.Channel, shape: list[int]) -> grpc.aio.UnaryUnaryCall:
     req = pb.ExplainRequest(
         pair="mini",
-        input=from_numpy(GOOD[0]),
+        input=to_tensor(GOOD[0]),
         features=pb.EXPLICIT,
         group_map=pb.Tensor(dtype=pb.INT32, shape=shape),
     )
@@ -108,14 +107,16 @@ async def test_hostile_shapes_are_refused_and_the_server_keeps_serving(app: App,
             assert err.value.code() == code, (what, details)
             assert fragment in details, (what, details)
             assert len(details) <= MAX_DETAILS_CHARS, what
-        await pb_grpc.SISGuardStub(ch).Predict(pb.PredictRequest(pair="mini", inputs=from_numpy(GOOD)), timeout=30)
+        await pb_grpc.SISGuardStub(ch).Predict(pb.PredictRequest(pair="mini", inputs=to_tensor(GOOD)), timeout=30)
 
 
 def test_check_shape_bounds_the_rank_before_anything_else() -> None:
-    with pytest.raises(InvalidArgument, match=f"40000 dimensions; expected at most {MAX_DIMS}"):
+    with pytest.raises(WireError, match=f"40000 dimensions; expected at most {MAX_DIMS}") as rank:
         check_shape([HUGE] * 40_000, "input", 1000)
-    with pytest.raises(ResourceExhausted) as err:
+    assert classify(rank.value, "Predict", "r")[0] == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(TooLarge) as err:
         check_shape([0, HUGE], "input", 1000)
+    assert classify(err.value, "Predict", "r")[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "1e12+" in str(err.value) and str(HUGE) not in str(err.value)
     assert check_shape([0, 1000], "input", 1000) == 0
     assert check_shape([10, 10, 10], "input", 1000) == 1000

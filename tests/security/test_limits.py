@@ -16,7 +16,7 @@ from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
 from sisguard.server.app import App
 from sisguard.server.config import Settings
-from sisguard.server.grpc.tensors import from_numpy
+from sisguard.wire import to_tensor
 
 LIMITS = {"max_message_bytes": 64 * 1024, "max_elements": 5 * 64, "max_batch_rows": 4}
 
@@ -32,7 +32,7 @@ def rows(n: int) -> np.ndarray:
 
 
 def predict_request(x: np.ndarray) -> pb.PredictRequest:
-    return pb.PredictRequest(pair="mini", inputs=from_numpy(x))
+    return pb.PredictRequest(pair="mini", inputs=to_tensor(x))
 
 
 def infer_request(x: np.ndarray) -> ip.ModelInferRequest:

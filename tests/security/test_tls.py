@@ -15,14 +15,14 @@ from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
 from sisguard.server.app import App
 from sisguard.server.config import ConfigError, load_settings
-from sisguard.server.grpc.tensors import from_numpy
+from sisguard.wire import to_tensor
 
 X = np.zeros((2, 1, 8, 8), np.float32)
 
 
 async def predict(channel: grpc.aio.Channel) -> pb.PredictResponse:
     stub = pb_grpc.SISGuardStub(channel)
-    return await stub.Predict(pb.PredictRequest(pair="mini", inputs=from_numpy(X)), timeout=5)
+    return await stub.Predict(pb.PredictRequest(pair="mini", inputs=to_tensor(X)), timeout=5)
 
 
 def tls_channel(port: int, ca: Path, client: tuple[bytes, bytes] | None = None) -> grpc.aio.Channel:

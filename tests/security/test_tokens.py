@@ -20,12 +20,12 @@ from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
 from sisguard.server.app import App
 from sisguard.server.config import ConfigError, load_settings
 from sisguard.server.grpc.auth import MESSAGE, accepted_tokens, token_matches
-from sisguard.server.grpc.tensors import from_numpy
+from sisguard.wire import to_tensor
 
 TOKEN_A = "tok-A-0123456789abcdef"
 TOKEN_B = "tok-B-fedcba9876543210"
 FILE_TOKEN = "file-token-00000000000000001"
-X = from_numpy(np.zeros((1, 1, 8, 8), np.float32))
+X = to_tensor(np.zeros((1, 1, 8, 8), np.float32))
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:

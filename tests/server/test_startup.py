@@ -11,8 +11,8 @@ from support.models import export, mlp
 from support.server import write_config
 
 from sisguard.server.config import ConfigError, load_settings
+from sisguard.server.core.dataplane import DataPlane
 from sisguard.server.runtime.model import ModelLoadError
-from sisguard.server.service import Service
 
 
 def pair(dense: Path, pruned: Path, **extra: object) -> dict[str, object]:
@@ -30,7 +30,7 @@ def three_classes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def load(tmp_path: Path, pairs: list[dict[str, object]]) -> None:
-    Service(load_settings(write_config(tmp_path, pairs, runtime={"providers": ["cpu"]}))).load()
+    DataPlane(load_settings(write_config(tmp_path, pairs, runtime={"providers": ["cpu"]}))).load()
 
 
 def test_missing_file(tmp_path, model_pair) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
-from sisguard.server.grpc.tensors import from_numpy
+from sisguard.wire import to_tensor
 
 GOOD = np.zeros((1, 1, 8, 8), np.float32)
 
@@ -20,19 +20,19 @@ def tensor(dtype: int, shape: list[int], data: bytes) -> pb.Tensor:
 CASES = [
     (
         "unknown pair",
-        pb.PredictRequest(pair="nope", inputs=from_numpy(GOOD)),
+        pb.PredictRequest(pair="nope", inputs=to_tensor(GOOD)),
         grpc.StatusCode.NOT_FOUND,
         "available: mini",
     ),
     (
         "wrong shape",
-        pb.PredictRequest(pair="mini", inputs=from_numpy(np.zeros((1, 8, 8), np.float32))),
+        pb.PredictRequest(pair="mini", inputs=to_tensor(np.zeros((1, 8, 8), np.float32))),
         grpc.StatusCode.INVALID_ARGUMENT,
         "expected [batch, 1, 8, 8]",
     ),
     (
         "wrong dtype",
-        pb.PredictRequest(pair="mini", inputs=from_numpy(GOOD.astype(np.float64))),
+        pb.PredictRequest(pair="mini", inputs=to_tensor(GOOD.astype(np.float64))),
         grpc.StatusCode.INVALID_ARGUMENT,
         "expected float32",
     ),
@@ -56,19 +56,19 @@ CASES = [
     ),
     (
         "nan",
-        pb.PredictRequest(pair="mini", inputs=from_numpy(np.full((1, 1, 8, 8), np.nan, np.float32))),
+        pb.PredictRequest(pair="mini", inputs=to_tensor(np.full((1, 1, 8, 8), np.nan, np.float32))),
         grpc.StatusCode.INVALID_ARGUMENT,
         "NaN or Inf",
     ),
     (
         "inf",
-        pb.PredictRequest(pair="mini", inputs=from_numpy(np.full((2, 1, 8, 8), np.inf, np.float32))),
+        pb.PredictRequest(pair="mini", inputs=to_tensor(np.full((2, 1, 8, 8), np.inf, np.float32))),
         grpc.StatusCode.INVALID_ARGUMENT,
         "NaN or Inf",
     ),
     (
         "empty batch",
-        pb.PredictRequest(pair="mini", inputs=from_numpy(np.zeros((0, 1, 8, 8), np.float32))),
+        pb.PredictRequest(pair="mini", inputs=to_tensor(np.zeros((0, 1, 8, 8), np.float32))),
         grpc.StatusCode.INVALID_ARGUMENT,
         "empty batch",
     ),
@@ -81,7 +81,7 @@ CASES = [
     ),
     (
         "unknown variant",
-        pb.PredictRequest(pair="mini", inputs=from_numpy(GOOD), variant=9),
+        pb.PredictRequest(pair="mini", inputs=to_tensor(GOOD), variant=9),
         grpc.StatusCode.INVALID_ARGUMENT,
         "DENSE, PRUNED, BOTH",
     ),
@@ -96,7 +96,7 @@ async def test_bad_predict_input(app, name, request_, code, fragment) -> None:
             await stub.Predict(request_)
         assert info.value.code() == code
         assert fragment in info.value.details()
-        ok = await stub.Predict(pb.PredictRequest(pair="mini", inputs=from_numpy(GOOD)))  # still serving
+        ok = await stub.Predict(pb.PredictRequest(pair="mini", inputs=to_tensor(GOOD)))  # still serving
         assert len(ok.dense.top1) == 1
 
 
@@ -110,9 +110,9 @@ async def test_oversized_message_is_resource_exhausted(pair_config) -> None:
         stub = pb_grpc.SISGuardStub(channel)
         big = np.zeros((64, 1, 8, 8), np.float32)  # 16 KiB
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await stub.Predict(pb.PredictRequest(pair="mini", inputs=from_numpy(big)))
+            await stub.Predict(pb.PredictRequest(pair="mini", inputs=to_tensor(big)))
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        ok = await stub.Predict(pb.PredictRequest(pair="mini", inputs=from_numpy(GOOD)))
+        ok = await stub.Predict(pb.PredictRequest(pair="mini", inputs=to_tensor(GOOD)))
         assert len(ok.dense.top1) == 1
 
 
@@ -120,12 +120,12 @@ async def test_unexpected_failure_is_internal_with_request_id(app, caplog) -> No
     def boom(*args, **kwargs):
         raise RuntimeError("secret internal detail")
 
-    app.service.predict = boom  # an unexpected bug inside the core
+    app.dataplane.predict = boom  # an unexpected bug inside the core
     async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
         stub = pb_grpc.SISGuardStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.Predict(
-                pb.PredictRequest(pair="mini", inputs=from_numpy(GOOD)), metadata=[("x-request-id", "abc123")]
+                pb.PredictRequest(pair="mini", inputs=to_tensor(GOOD)), metadata=[("x-request-id", "abc123")]
             )
     assert info.value.code() == grpc.StatusCode.INTERNAL
     assert "abc123" in info.value.details()

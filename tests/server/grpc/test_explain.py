@@ -13,7 +13,7 @@ from support.server import running, write_config
 
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
-from sisguard.server.grpc.tensors import from_numpy, to_numpy
+from sisguard.wire import from_tensor, to_tensor
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def collection(v: pb.VariantExplanation) -> list[list[int]]:
 async def test_public_cases_through_the_server(score_server, pair, x, tau, expected) -> None:
     req = pb.ExplainRequest(
         pair=pair,
-        input=from_numpy(np.array(x, np.float32)),
+        input=to_tensor(np.array(x, np.float32)),
         threshold_absolute=tau,
         max_sis=5,
         return_backselect=True,
@@ -70,12 +70,12 @@ async def test_public_cases_through_the_server(score_server, pair, x, tau, expec
     assert not resp.agreement.divergent
     # max_batch_size 2 < d = 4: every BackSelect step was chunked; d(d+1)/2 rows in the first round
     assert len(resp.dense.backselect[0].order) == 4
-    mask = to_numpy(resp.dense.sis[0].mask, "mask", 100)
+    mask = from_tensor(resp.dense.sis[0].mask, "mask", 100)
     assert mask.dtype == np.bool_ and mask.tolist() == [i in expected[0] for i in range(4)]
 
 
 async def test_not_confident_and_baseline_sufficient(score_server) -> None:
-    x = from_numpy(np.array([0.1, 0.1, 0.1, 0.1], np.float32))
+    x = to_tensor(np.array([0.1, 0.1, 0.1, 0.1], np.float32))
     resp = await score_server.Explain(pb.ExplainRequest(pair="l2", input=x, threshold_absolute=5.0))
     assert resp.dense.status == pb.NOT_CONFIDENT and len(resp.dense.sis) == 0
     resp = await score_server.Explain(pb.ExplainRequest(pair="l2", input=x, threshold_absolute=-1.0))
@@ -84,7 +84,7 @@ async def test_not_confident_and_baseline_sufficient(score_server) -> None:
 
 
 async def test_budget_exhausted_or_partial(score_server) -> None:
-    x = from_numpy(np.array([0.9, 0.9, 10, 5], np.float32))
+    x = to_tensor(np.array([0.9, 0.9, 10, 5], np.float32))
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await score_server.Explain(pb.ExplainRequest(pair="l2", input=x, threshold_absolute=1.0, max_evaluations=5))
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -96,7 +96,7 @@ async def test_budget_exhausted_or_partial(score_server) -> None:
 
 
 async def test_identical_requests_are_cached(score_server) -> None:
-    req = pb.ExplainRequest(pair="linear", input=from_numpy(np.array([5, 1, 6, 3], np.float32)), threshold_absolute=5)
+    req = pb.ExplainRequest(pair="linear", input=to_tensor(np.array([5, 1, 6, 3], np.float32)), threshold_absolute=5)
     first = await score_server.Explain(req)
     second = await score_server.Explain(req)
     assert not first.cached and second.cached
@@ -105,7 +105,7 @@ async def test_identical_requests_are_cached(score_server) -> None:
 
 async def test_stream_reports_progress_then_result(score_server) -> None:
     req = pb.ExplainRequest(
-        pair="l2", input=from_numpy(np.array([0.9, 0.9, 10, 5], np.float32)), threshold_absolute=1.0
+        pair="l2", input=to_tensor(np.array([0.9, 0.9, 10, 5], np.float32)), threshold_absolute=1.0
     )
     events = [ev async for ev in score_server.ExplainStream(req)]
     progress = [e.progress for e in events[:-1]]
@@ -117,40 +117,40 @@ async def test_stream_reports_progress_then_result(score_server) -> None:
 
 
 BAD = [
-    (dict(input=from_numpy(np.zeros(5, np.float32))), grpc.StatusCode.INVALID_ARGUMENT, "expected one input [4]"),
+    (dict(input=to_tensor(np.zeros(5, np.float32))), grpc.StatusCode.INVALID_ARGUMENT, "expected one input [4]"),
     (
-        dict(input=from_numpy(np.ones(4, np.float32)), threshold_absolute=float("nan")),
+        dict(input=to_tensor(np.ones(4, np.float32)), threshold_absolute=float("nan")),
         grpc.StatusCode.INVALID_ARGUMENT,
         "finite",
     ),
-    (dict(input=from_numpy(np.ones(4, np.float32)), target=3), grpc.StatusCode.INVALID_ARGUMENT, "out of range"),
+    (dict(input=to_tensor(np.ones(4, np.float32)), target=3), grpc.StatusCode.INVALID_ARGUMENT, "out of range"),
     (
         dict(
-            input=from_numpy(np.ones(4, np.float32)),
+            input=to_tensor(np.ones(4, np.float32)),
             features=pb.EXPLICIT,
-            group_map=from_numpy(np.array([0, 0, 2, 2], np.int32)),
+            group_map=to_tensor(np.array([0, 0, 2, 2], np.int32)),
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
         "missing",
     ),
     (
         dict(
-            input=from_numpy(np.ones(4, np.float32)), features=pb.EXPLICIT, group_map=from_numpy(np.zeros(0, np.int32))
+            input=to_tensor(np.ones(4, np.float32)), features=pb.EXPLICIT, group_map=to_tensor(np.zeros(0, np.int32))
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
         "group map",
     ),
     (
         dict(
-            input=from_numpy(np.ones(4, np.float32)),
+            input=to_tensor(np.ones(4, np.float32)),
             baseline=pb.CUSTOM,
-            baseline_tensor=from_numpy(np.zeros(3, np.float32)),
+            baseline_tensor=to_tensor(np.zeros(3, np.float32)),
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
         "baseline",
     ),
-    (dict(input=from_numpy(np.ones(4, np.float32)), max_sis=1000), grpc.StatusCode.INVALID_ARGUMENT, "max_sis"),
-    (dict(input=from_numpy(np.ones(4, np.float32)), mode=pb.BATCHED), grpc.StatusCode.INVALID_ARGUMENT, "batch_k"),
+    (dict(input=to_tensor(np.ones(4, np.float32)), max_sis=1000), grpc.StatusCode.INVALID_ARGUMENT, "max_sis"),
+    (dict(input=to_tensor(np.ones(4, np.float32)), mode=pb.BATCHED), grpc.StatusCode.INVALID_ARGUMENT, "batch_k"),
     (dict(), grpc.StatusCode.INVALID_ARGUMENT, "input missing"),
 ]
 
@@ -168,7 +168,7 @@ async def test_too_many_features(tmp_path: Path, model_pair) -> None:
     config = write_config(tmp_path, pairs, runtime={"providers": ["cpu"]}, limits={"max_features": 16})
     async with running(config) as app, grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
         stub = pb_grpc.SISGuardStub(ch)
-        x = from_numpy(np.ones((1, 8, 8), np.float32))
+        x = to_tensor(np.ones((1, 8, 8), np.float32))
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.Explain(pb.ExplainRequest(pair="mini", input=x, features=pb.PIXEL))
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -188,33 +188,33 @@ async def test_deadline_stops_the_explanation(app) -> None:
         for _ in range(50):  # an input whose target score is well above the all-masked score
             x = rng.random((1, 8, 8), dtype=np.float32)
             both = np.concatenate([x[None], np.zeros((1, 1, 8, 8), np.float32)])
-            p = await stub.Predict(pb.PredictRequest(pair="mini", inputs=from_numpy(both), variant=pb.DENSE))
-            probs = to_numpy(p.dense.probabilities, "p", 100)
+            p = await stub.Predict(pb.PredictRequest(pair="mini", inputs=to_tensor(both), variant=pb.DENSE))
+            probs = from_tensor(p.dense.probabilities, "p", 100)
             target = int(probs[0].argmax())
             if probs[0, target] > probs[1, target] + 0.05:
                 break
         tau = float(probs[0, target] + probs[1, target]) / 2
         req = pb.ExplainRequest(
-            pair="mini", input=from_numpy(x), features=pb.ELEMENT, threshold_absolute=tau, target=target, max_sis=64
+            pair="mini", input=to_tensor(x), features=pb.ELEMENT, threshold_absolute=tau, target=target, max_sis=64
         )
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.Explain(req, timeout=0.02)  # 64 features: thousands of evaluations per round
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         await asyncio.sleep(0.3)
-        assert app.service.explainer._running == 0  # the computation stopped and freed its slot
-        assert all(b.queued_rows == 0 for b in app.service.pairs["mini"].batchers.values())
+        assert app.dataplane.explanations.running == 0  # the computation stopped and freed its slot
+        assert all(b.queued_rows == 0 for b in app.dataplane.pairs["mini"].batchers.values())
         resp = await stub.Explain(req)  # without a deadline the same request completes
         assert resp.dense.status == pb.FOUND
 
 
 async def test_background_explanations_neither_fill_the_cache_nor_take_client_slots(app) -> None:
     from sisguard.server.batching.batcher import BACKGROUND
-    from sisguard.server.explaining import ExplainOptions
+    from sisguard.server.core.resolve import ExplainOptions
 
     x = np.random.default_rng(5).random((1, 8, 8), dtype=np.float32)
     opts = ExplainOptions(threshold=0.5, threshold_relative=True, features="pixel")
-    shadow = await app.service.explain("mini", x, opts, None, priority=BACKGROUND, source="shadow")
-    assert not shadow.cached and app.service.explainer._running == 0
-    first = await app.service.explain("mini", x, opts, None)
-    again = await app.service.explain("mini", x, opts, None)
+    shadow = await app.dataplane.explain("mini", x, opts, None, priority=BACKGROUND, source="shadow")
+    assert not shadow.cached and app.dataplane.explanations.running == 0
+    first = await app.dataplane.explain("mini", x, opts, None)
+    again = await app.dataplane.explain("mini", x, opts, None)
     assert not first.cached and again.cached

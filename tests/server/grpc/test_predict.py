@@ -10,7 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
-from sisguard.server.grpc.tensors import from_numpy, to_numpy
+from sisguard.wire import from_tensor, to_tensor
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -32,9 +32,9 @@ def reference(path, x: np.ndarray) -> np.ndarray:
 async def test_predict_both_matches_onnxruntime(stub, model_pair) -> None:
     rng = np.random.default_rng(0)
     x = rng.random((13, 1, 8, 8), dtype=np.float32)  # more rows than max_batch_size=8
-    resp = await stub.Predict(pb.PredictRequest(pair="mini", inputs=from_numpy(x), variant=pb.BOTH))
-    dense = to_numpy(resp.dense.probabilities, "d", 10**6)
-    pruned = to_numpy(resp.pruned.probabilities, "p", 10**6)
+    resp = await stub.Predict(pb.PredictRequest(pair="mini", inputs=to_tensor(x), variant=pb.BOTH))
+    dense = from_tensor(resp.dense.probabilities, "d", 10**6)
+    pruned = from_tensor(resp.pruned.probabilities, "p", 10**6)
     np.testing.assert_allclose(dense, reference(model_pair[0], x), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(pruned, reference(model_pair[1], x), rtol=1e-5, atol=1e-6)
     assert list(resp.dense.top1) == dense.argmax(1).tolist()
@@ -47,7 +47,7 @@ async def test_predict_both_matches_onnxruntime(stub, model_pair) -> None:
 @pytest.mark.parametrize(("variant", "dense", "pruned"), [(pb.DENSE, True, False), (pb.PRUNED, False, True)])
 async def test_predict_single_variant(stub, variant, dense, pruned) -> None:
     x = np.zeros((2, 1, 8, 8), np.float32)
-    resp = await stub.Predict(pb.PredictRequest(pair="mini", inputs=from_numpy(x), variant=variant))
+    resp = await stub.Predict(pb.PredictRequest(pair="mini", inputs=to_tensor(x), variant=variant))
     assert resp.HasField("dense") is dense
     assert resp.HasField("pruned") is pruned
     assert len(resp.top1_agree) == 0
@@ -106,16 +106,16 @@ async def test_health_is_not_serving_until_every_model_is_loaded(pair_config, mo
 
     from sisguard.server.app import App
     from sisguard.server.config import load_settings
-    from sisguard.server.service import Service
+    from sisguard.server.core.dataplane import DataPlane
 
     gate = threading.Event()
-    real_load = Service.load
+    real_load = DataPlane.load
 
-    def slow_load(self: Service) -> None:
+    def slow_load(self: DataPlane) -> None:
         gate.wait(10)
         real_load(self)
 
-    monkeypatch.setattr(Service, "load", slow_load)
+    monkeypatch.setattr(DataPlane, "load", slow_load)
     app = App(load_settings(pair_config))
     starting = asyncio.create_task(app.start())
     try:
@@ -129,7 +129,7 @@ async def test_health_is_not_serving_until_every_model_is_loaded(pair_config, mo
             assert status == health_pb2.HealthCheckResponse.NOT_SERVING
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await pb_grpc.SISGuardStub(channel).Predict(
-                    pb.PredictRequest(pair="mini", inputs=from_numpy(np.zeros((1, 1, 8, 8), np.float32)))
+                    pb.PredictRequest(pair="mini", inputs=to_tensor(np.zeros((1, 1, 8, 8), np.float32)))
                 )
             assert info.value.code() == grpc.StatusCode.UNAVAILABLE
             gate.set()

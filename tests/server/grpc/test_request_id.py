@@ -11,7 +11,7 @@ from sisguard.client import AsyncClient, NotFound
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
 from sisguard.server.app import App
-from sisguard.server.grpc.tensors import from_numpy
+from sisguard.wire import to_tensor
 
 
 def rid_of(metadata: object) -> str | None:
@@ -24,7 +24,7 @@ def rid_of(metadata: object) -> str | None:
 async def test_trailing_metadata_carries_the_request_id(app: App) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
         stub = pb_grpc.SISGuardStub(ch)
-        ok = stub.Predict(pb.PredictRequest(pair="mini", inputs=from_numpy(np.zeros((1, 1, 8, 8), np.float32))))
+        ok = stub.Predict(pb.PredictRequest(pair="mini", inputs=to_tensor(np.zeros((1, 1, 8, 8), np.float32))))
         resp = await ok
         assert rid_of(await ok.trailing_metadata()) == resp.request_id != ""
         mine = stub.ListModels(pb.ListModelsRequest(), metadata=(("x-request-id", "trace-42"),))

@@ -1,4 +1,4 @@
-"""Models and a service with metrics, shadow explanations and noise probes, without the gRPC layer."""
+"""Models and a data plane with metrics, shadow explanations and noise probes, without the gRPC layer."""
 
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ from support.models import export, mlp
 from support.server import write_config
 from torch import nn
 
+from sisguard.server.background.probes import NoiseProbes
+from sisguard.server.background.shadow import ShadowExplanations
 from sisguard.server.config import load_settings
+from sisguard.server.core.dataplane import DataPlane
 from sisguard.server.metrics import Metrics
-from sisguard.server.probes import NoiseProbes
-from sisguard.server.service import Service
-from sisguard.server.shadow import ShadowExplanations
 
 INPUT_SHAPE = (1, 8, 8)
 CLASSES = 10
@@ -74,9 +74,11 @@ def pair(name: str, dense: Path, pruned: Path, **extra: Any) -> dict[str, Any]:
 
 
 class Monitored:
-    """A started service with its metrics registry, shadow explanations and noise probes."""
+    """A started data plane with its metrics registry, shadow explanations and noise probes."""
 
-    def __init__(self, service: Service, registry: CollectorRegistry, shadow: ShadowExplanations, probes: NoiseProbes):
+    def __init__(
+        self, service: DataPlane, registry: CollectorRegistry, shadow: ShadowExplanations, probes: NoiseProbes
+    ) -> None:
         self.service, self.registry, self.shadow, self.probes = service, registry, shadow, probes
 
     def value(self, name: str, **labels: str) -> float:
@@ -88,12 +90,12 @@ async def monitored_service(tmp: Path, pairs: list[dict[str, Any]], seed: int = 
     settings = load_settings(write_config(tmp, pairs, runtime={"providers": ["cpu"], "intra_op_threads": 1}))
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    service = Service(settings, observer=metrics)
+    service = DataPlane(settings, observer=metrics)
     service.load()
     service.start()
     rng = np.random.default_rng(seed)
-    shadow = ShadowExplanations(service, metrics, rng=rng)
-    probes = NoiseProbes(service, metrics, rng=rng)
+    shadow = ShadowExplanations(service, metrics.shadow_observer, rng=rng)
+    probes = NoiseProbes(service, metrics.noise_probe_observer, rng=rng)
     service.predict_listeners += [shadow.rows_predicted, probes.rows_predicted]
     shadow.start()
     probes.start()

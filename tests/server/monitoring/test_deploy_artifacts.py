@@ -117,10 +117,10 @@ def exported_names() -> set[str]:
     m.call_finished("Predict", "INTERNAL", 0.1)  # failures have no zero series: queries use `or ... * 0`
     known = measure_names(["brightness-0.3"])
     m.verdict_updated(PairSignal("p", margins={"output_tv": 0.02}, known=known, has_control=True).report())
-    m.shift_probe_result("p", "brightness-0.3", 1, {"dense": 0, "pruned": 1}, {"pruned": 1})
-    m.shift_probe_sampled_rows("p", 0)
-    m.shift_probe_dropped_rows("p", "queue_full", 0)
-    m.shift_probe_queue_changed("p", 0)
+    m.shift_probe_observer.probed("p", "brightness-0.3", 1, {"dense": 0, "pruned": 1}, {"pruned": 1})
+    m.shift_probe_observer.sampled_rows("p", 0)
+    m.shift_probe_observer.dropped_rows("p", "queue_full", 0)
+    m.shift_probe_observer.queue_changed("p", 0)
     m.has_control.labels("p").set(1)
     return {s.name for fam in reg.collect() for s in fam.samples}
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from sisguard.server.core.explain import ExplainOutcome
 from sisguard.server.metrics import (
     BATCH_ROWS_BUCKETS,
     DIVERGENCE_REASONS,
@@ -15,8 +16,8 @@ from sisguard.server.metrics import (
     UNIT_BUCKETS,
     Metrics,
     level_label,
-    split_model,
 )
+from sisguard.server.pairs import split_infer_name
 from sisguard.sis import AgreementResult, PairExplanation, SISResult, SubsetResult
 
 ALLOWED_LABELS = {"pair", "variant", "rpc", "code", "reason", "source", "level", "provider"}
@@ -110,11 +111,12 @@ def test_calls_count_by_rpc_and_code(metrics: Metrics, reg: CollectorRegistry) -
     assert value(reg, "sisguard_request_duration_seconds_bucket", rpc="Predict", le="0.0005") == 1
 
 
-def test_batches_split_model_names_into_pair_and_variant(metrics: Metrics, reg: CollectorRegistry) -> None:
-    assert split_model("a.b.pruned") == ("a.b", "pruned")
-    metrics.queue_changed("mini.pruned", 7)
+def test_batches_report_their_pair_and_variant(metrics: Metrics, reg: CollectorRegistry) -> None:
+    # the model name is only taken apart where it is made (OIP naming); each batcher's observer is labelled
+    assert split_infer_name("a.b.pruned") == ("a.b", "pruned")
+    metrics.batch_observer("mini", "pruned").queue_changed("mini.pruned", 7)
     assert value(reg, "sisguard_queue_rows", pair="mini", variant="pruned") == 7
-    metrics.batch_done("mini.dense", 5, [0.001, 0.002], 0.01)
+    metrics.batch_observer("mini", "dense").batch_done("mini.dense", 5, [0.001, 0.002], 0.01)
     labels = {"pair": "mini", "variant": "dense"}
     assert value(reg, "sisguard_batch_queue_wait_seconds_count", **labels) == 2
     assert value(reg, "sisguard_batch_compute_seconds_sum", **labels) == pytest.approx(0.01)
@@ -153,13 +155,19 @@ def agreement(**over) -> AgreementResult:
     return AgreementResult(**{**base, **over})
 
 
+def outcome(explanation: PairExplanation, cached: bool = False) -> ExplainOutcome:
+    top1 = {"dense": 3, "pruned": 3}
+    groups = np.arange(4, dtype=np.int32)
+    return ExplainOutcome("mini", explanation, groups, 4, top1, {"dense": 0.97, "pruned": 0.97}, cached=cached)
+
+
 def test_explained_feeds_agreement_metrics(metrics: Metrics, reg: CollectorRegistry) -> None:
     exp = PairExplanation(3, 0.9, sis((1, 2), 40), sis((2, 3, 4), 50), agreement())
-    metrics.explained("mini", exp, 0.2, source="shadow")
+    metrics.explained("mini", outcome(exp), 0.2, "shadow")
     calm = agreement(
         divergent=False, reasons=(), pruned_sis_sufficient_for_dense=True, rank_correlation=math.nan, iou_first=1.0
     )
-    metrics.explained("mini", PairExplanation(3, 0.9, sis((1,), 10), sis((1,), 12), calm), 0.1)
+    metrics.explained("mini", outcome(PairExplanation(3, 0.9, sis((1,), 10), sis((1,), 12), calm)), 0.1, "request")
     s, r = {"pair": "mini", "source": "shadow"}, {"pair": "mini", "source": "request"}
     assert value(reg, "sisguard_explanations_total", **s) == 1
     assert value(reg, "sisguard_explain_evaluations_total", variant="pruned", **s) == 50
@@ -183,13 +191,9 @@ def test_explained_feeds_agreement_metrics(metrics: Metrics, reg: CollectorRegis
 
 
 def test_explained_outcome_cache_hits_add_no_evaluations(metrics: Metrics, reg: CollectorRegistry) -> None:
-    class Outcome:
-        def __init__(self, cached: bool) -> None:
-            self.explanation = PairExplanation(3, 0.9, sis((1,), 10), None, None)
-            self.cached = cached
-
-    metrics.explained("mini", Outcome(False), 0.1)
-    metrics.explained("mini", Outcome(True), 0.001)
+    one_variant = PairExplanation(3, 0.9, sis((1,), 10), None, None)
+    metrics.explained("mini", outcome(one_variant), 0.1, "request")
+    metrics.explained("mini", outcome(one_variant, cached=True), 0.001, "request")
     r = {"pair": "mini", "source": "request"}
     assert value(reg, "sisguard_explanations_total", **r) == 2
     assert value(reg, "sisguard_explain_evaluations_total", variant="dense", **r) == 10
@@ -198,11 +202,11 @@ def test_explained_outcome_cache_hits_add_no_evaluations(metrics: Metrics, reg: 
 
 
 def test_shadow_and_probe_counters(metrics: Metrics, reg: CollectorRegistry) -> None:
-    metrics.shadow_sampled_rows("mini", 5)
-    metrics.shadow_dropped_rows("mini", "queue_full", 2)
-    metrics.shadow_queue_changed("mini", 3)
-    metrics.probe_result("mini", 0.05, 16, 12)
-    metrics.probe_result("mini", 0.05, 16, 16)
+    metrics.shadow_observer.sampled_rows("mini", 5)
+    metrics.shadow_observer.dropped_rows("mini", "queue_full", 2)
+    metrics.shadow_observer.queue_changed("mini", 3)
+    metrics.noise_probe_observer.probed("mini", 0.05, 16, 12)
+    metrics.noise_probe_observer.probed("mini", 0.05, 16, 16)
     assert value(reg, "sisguard_shadow_sampled_rows_total", pair="mini") == 5
     assert value(reg, "sisguard_shadow_dropped_rows_total", pair="mini", reason="queue_full") == 2
     assert value(reg, "sisguard_shadow_queue_rows", pair="mini") == 3

@@ -27,7 +27,7 @@ from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
 from sisguard.server.app import App
 from sisguard.server.config import load_settings
-from sisguard.server.grpc.tensors import from_numpy
+from sisguard.wire import to_tensor
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
@@ -202,12 +202,12 @@ async def test_every_dashboard_and_alert_expression_returns_data(tmp_path: Path,
                 stub = pb_grpc.SISGuardStub(channel)
                 x = kit.grid_rows(8, seed=3)
                 for i in range(0, 8, 2):  # Predict BOTH: prediction agreement, shadow samples, noise probes
-                    await stub.Predict(pb.PredictRequest(pair="mini", inputs=from_numpy(x[i : i + 2]), variant=pb.BOTH))
+                    await stub.Predict(pb.PredictRequest(pair="mini", inputs=to_tensor(x[i : i + 2]), variant=pb.BOTH))
                 for row in x[:2]:  # client explanations
-                    resp = await stub.Explain(pb.ExplainRequest(pair="mini", input=from_numpy(row)))
+                    resp = await stub.Explain(pb.ExplainRequest(pair="mini", input=to_tensor(row)))
                     assert resp.HasField("agreement")
                 with pytest.raises(grpc.aio.AioRpcError):  # one failure, for the error panels
-                    await stub.Predict(pb.PredictRequest(pair="nope", inputs=from_numpy(x[:1])))
+                    await stub.Predict(pb.PredictRequest(pair="nope", inputs=to_tensor(x[:1])))
 
             await until(api, 'sisguard_explanations_total{source="shadow"} > 0', "a scraped shadow explanation")
             await until(api, "sum(sisguard_noise_probe_copies_total) > 0", "scraped noise probes")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sisguard.server.probes import agreement_per_level, noisy_copies
-from sisguard.server.shadow import RateLimiter, RowSampler
+from sisguard.server.background.probes import agreement_per_level, noisy_copies
+from sisguard.server.background.sampling import RateLimiter, RowSampler
 
 
 async def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:

@@ -10,7 +10,7 @@ import yaml
 
 from sisguard.client.cli import main
 from sisguard.server.config import load_settings
-from sisguard.server.service import Service
+from sisguard.server.core.dataplane import DataPlane
 
 
 def _config(tmp: Path, m: dict[str, Path], **pair: object) -> Path:
@@ -41,7 +41,7 @@ def test_calibrate_writes_the_floor_and_a_pair_without_control_uses_it(tmp_path:
     assert set(inst["samples_needed"]) == {"0.01", "0.02", "0.05"}
 
     settings = load_settings(_config(tmp_path, m, calibration_file=str(out)))
-    service = Service(settings)
+    service = DataPlane(settings)
     service.load()
     signal = service.signals["p"]
     assert signal.reference == "calibration" and "output_tv" in signal.margins

@@ -19,8 +19,8 @@ from sisguard.client.cli import main
 from sisguard.proto.inference import grpc_service_pb2 as ip
 from sisguard.proto.inference import grpc_service_pb2_grpc as ip_grpc
 from sisguard.server.config import ConfigError, load_settings
+from sisguard.server.core.dataplane import DataPlane
 from sisguard.server.runtime.model import ModelLoadError
-from sisguard.server.service import Service
 
 
 def grid_rows(n: int, seed: int = 0) -> np.ndarray:
@@ -80,7 +80,7 @@ async def test_verdicts_follow_known_damage_and_reach_metrics_the_sdk_and_the_cl
         for name in ("same", "fragile"):
             for i in range(0, 40, 8):
                 await client.predict(name, rows[i : i + 8])
-        signals = app.service.signals
+        signals = app.dataplane.signals
         await until(lambda: all(signals[n].samples("instability/uniform-0.05") >= 40 for n in signals))
         same, fragile = await client.pair_health("same"), await client.pair_health("fragile")
         assert same.verdict == "healthy", same
@@ -132,7 +132,7 @@ def test_a_control_whose_signature_differs_stops_start_up_naming_the_file(tmp_pa
     m = signal_models
     settings = load_settings(write_config(tmp_path, [pair("p", m["dense"], m["copy"], other)]))
     with pytest.raises(ModelLoadError, match=r"other\.onnx: input shape .* differs from the dense model"):
-        Service(settings).load()
+        DataPlane(settings).load()
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ copies get the same top-1 class from both models, per level. Inputs are not clip
 are in the model's input units.
 
 Only floating-point inputs are probed (a pair with integer inputs logs a warning and is skipped).
-Sampling, the bounded queue, the rate budget and drop counting are :class:`.shadow.RowSampler`'s.
+Sampling, the bounded queue, the rate budget and drop counting are :class:`.sampling.RowSampler`'s.
 """
 
 from __future__ import annotations
@@ -18,33 +18,33 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 
+from sisguard.server.background.sampling import DEFAULT_TIMEOUT_SECONDS, SamplerGroup, SamplingConfig, SamplingObserver
 from sisguard.server.batching.batcher import BACKGROUND
 from sisguard.server.config import ShiftSpec
-from sisguard.server.errors import Unavailable
-from sisguard.server.outputs import to_probabilities
-from sisguard.server.shadow import SamplerGroup, SamplingConfig
+from sisguard.server.core.dataplane import DataPlane
+from sisguard.server.pairs import Pair
 from sisguard.server.signal.measures import probe_measures
 from sisguard.server.signal.shifts import shift_applies, shifted_copies
-
-if TYPE_CHECKING:
-    from sisguard.server.pairs import Pair
-
 
 log = logging.getLogger(__name__)
 
 
-class ProbeObserver(Protocol):
-    def probe_sampled_rows(self, pair: str, rows: int) -> None: ...
+class NoiseProbeObserver(SamplingObserver, Protocol):
+    """Sampling reports plus one result per probed row and noise level."""
 
-    def probe_dropped_rows(self, pair: str, reason: str, rows: int = 1) -> None: ...
+    def probed(self, pair: str, level: float, copies: int, agreeing: int) -> None: ...
 
-    def probe_queue_changed(self, pair: str, rows: int) -> None: ...
 
-    def probe_result(self, pair: str, level: float, copies: int, agreeing: int) -> None: ...
+class ShiftProbeObserver(SamplingObserver, Protocol):
+    """Sampling reports plus one result per probed row and shift: copies, unstable and disagreeing per variant."""
+
+    def probed(
+        self, pair: str, shift: str, copies: int, unstable: dict[str, int], disagreeing: dict[str, int]
+    ) -> None: ...
 
 
 def floating_inputs(pair: Pair, what: str) -> bool:
@@ -70,7 +70,18 @@ def agreement_per_level(dense: np.ndarray, pruned: np.ndarray, levels: int, copi
 class NoiseProbes(SamplerGroup):
     """Runs noisy copies of sampled Predict rows through both models and counts top-1 agreement per level."""
 
-    kind = "probe"
+    name = "probe"
+
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        observer: NoiseProbeObserver | None = None,
+        *,
+        rng: np.random.Generator | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        self.observer = observer
+        super().__init__(dataplane, observer, rng=rng, timeout=timeout)
 
     def settings(self, pair: Pair) -> SamplingConfig:
         return pair.config.shadow.noise_probe
@@ -83,15 +94,15 @@ class NoiseProbes(SamplerGroup):
         levels, copies = list(cfg.levels), cfg.copies
 
         async def probe(row: np.ndarray) -> None:
-            if not self.service.ready:
-                raise Unavailable("server is not ready")
+            self.dataplane.registry.require_ready()
             batch = noisy_copies(row, levels, copies, self._rng)
             deadline = time.monotonic() + self.timeout
             dense, pruned = await asyncio.gather(
-                *(pair.batchers[v].submit(batch, deadline=deadline, priority=BACKGROUND) for v in ("dense", "pruned"))
+                *(pair.run(v, batch, deadline=deadline, priority=BACKGROUND) for v in ("dense", "pruned"))
             )
             for eps, agreeing in zip(levels, agreement_per_level(dense, pruned, len(levels), copies), strict=True):
-                self._report("result", pair.name, eps, copies, agreeing)
+                if self.observer is not None:
+                    self.observer.probed(pair.name, eps, copies, agreeing)
 
         return probe
 
@@ -105,7 +116,18 @@ class ShiftProbes(SamplerGroup):
     decision) feed the pair's verdict, and counts per shift go to the metrics.
     """
 
-    kind = "shift_probe"
+    name = "shift_probe"
+
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        observer: ShiftProbeObserver | None = None,
+        *,
+        rng: np.random.Generator | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        self.observer = observer
+        super().__init__(dataplane, observer, rng=rng, timeout=timeout)
 
     def settings(self, pair: Pair) -> SamplingConfig:
         return pair.config.shadow.shift_probe
@@ -121,10 +143,9 @@ class ShiftProbes(SamplerGroup):
             log.warning("pair %s: shifts %s need two spatial axes; not probing them", pair.name, ", ".join(skipped))
 
         async def probe(row: np.ndarray) -> None:
-            if not self.service.ready:
-                raise Unavailable("server is not ready")
+            self.dataplane.registry.require_ready()
             values = await shift_probe(pair, row, self._rng, deadline=time.monotonic() + self.timeout)
-            signal = self.service.signals.get(pair.name)
+            signal = self.dataplane.signals.get(pair.name)
             if signal is not None:
                 signal.add_values(values)
             for s in shifts:
@@ -132,7 +153,8 @@ class ShiftProbes(SamplerGroup):
                 disagreeing = {
                     v: round(values[f"disagreement/{s.name}"][v] * s.copies) for v in pair.variants if v != "dense"
                 }
-                self._report("result", pair.name, s.name, s.copies, unstable, disagreeing)
+                if self.observer is not None:
+                    self.observer.probed(pair.name, s.name, s.copies, unstable, disagreeing)
 
         return probe
 
@@ -153,9 +175,8 @@ async def shift_probe(
     for s in shifts:
         blocks.append(shifted_copies(row, s.kind, s.level, s.copies, cfg.value_range, rng))
     batch = np.concatenate(blocks, axis=0)
-    runs = (pair.batchers[v].submit(batch, deadline=deadline, priority=priority) for v in variants)
-    raws = await asyncio.gather(*runs)
-    probs = {v: to_probabilities(r, pair.config.output_kind) for v, r in zip(variants, raws, strict=True)}
+    runs = (pair.probabilities(v, batch, deadline=deadline, priority=priority) for v in variants)
+    probs = dict(zip(variants, await asyncio.gather(*runs), strict=True))
     clean = {v: p[:1] for v, p in probs.items()}
     shifted: dict[str, dict[str, np.ndarray]] = {}
     start = 1

@@ -1,16 +1,12 @@
-"""Shadow explanations: explain a sampled share of live Predict rows in the background.
+"""Sampling Predict rows for background work: shadow explanations and probes.
 
-Per pair, ``shadow.sample_rate`` of the rows Predict sees (0 disables) go into a bounded queue; a
-worker explains them one at a time on both models with the pair's Explain defaults, at most
-``shadow.max_per_second`` a second, at BACKGROUND priority (the batchers run background work only
-when no client submission waits, and never in the same batch). The core reports each finished
-explanation to its observer with ``source="shadow"``, which feeds the agreement metrics.
-
+Per pair, a share of the rows Predict sees (``sample_rate``; 0 disables) go into a bounded queue;
+one worker hands them to the background job one at a time, at most ``max_per_second`` a second.
 Sampling is a non-blocking call on the Predict path: a coin per row and an append; a full queue
-drops the row and counts it (reason ``queue_full``). Failed explanations count as ``failed``,
-rows still queued at shutdown as ``shutdown``.
-
-:class:`RowSampler` is the shared machinery (also used by :mod:`.probes`).
+drops the row and counts it (reason ``queue_full``). Failed jobs count as ``failed``, rows still
+queued at shutdown as ``shutdown``. What is sampled and dropped goes to a
+:class:`SamplingObserver`; each kind of background work has its own (the metrics module gives one
+per kind).
 """
 
 from __future__ import annotations
@@ -21,16 +17,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 
-from sisguard.server.batching.batcher import BACKGROUND
-from sisguard.server.explaining import ExplainOptions
-
-if TYPE_CHECKING:
-    from sisguard.server.pairs import Pair
-    from sisguard.server.service import Service
+from sisguard.server.core.dataplane import DataPlane
+from sisguard.server.pairs import Pair
 
 
 class SamplingConfig(Protocol):
@@ -44,12 +36,14 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_SECONDS = 60.0
 
 
-class ShadowObserver(Protocol):
-    def shadow_sampled_rows(self, pair: str, rows: int) -> None: ...
+class SamplingObserver(Protocol):
+    """What a :class:`SamplerGroup` reports about its rows."""
 
-    def shadow_dropped_rows(self, pair: str, reason: str, rows: int = 1) -> None: ...
+    def sampled_rows(self, pair: str, rows: int) -> None: ...
 
-    def shadow_queue_changed(self, pair: str, rows: int) -> None: ...
+    def dropped_rows(self, pair: str, reason: str, rows: int) -> None: ...
+
+    def queue_changed(self, pair: str, rows: int) -> None: ...
 
 
 class RateLimiter:
@@ -160,40 +154,39 @@ class RowSampler:
 
 
 class SamplerGroup:
-    """One :class:`RowSampler` per pair over a started :class:`Service`; ``rows_predicted(pair, x)``
+    """One :class:`RowSampler` per pair of a started :class:`DataPlane`; ``rows_predicted(pair, x)``
     is the Predict hook. Subclasses say which pairs take part, with which settings, and what is done
-    with a sampled row; metrics go to ``observer.<kind>_sampled_rows`` / ``_dropped_rows`` /
-    ``_queue_changed``. Create after the service has loaded its pairs; ``start`` needs the running loop.
+    with a sampled row. Create after the data plane has loaded its pairs; ``start`` needs the running loop.
     """
 
-    kind = ""
+    name = ""  # names the samplers' tasks
 
     def __init__(
         self,
-        service: Service,
-        observer: object | None = None,
+        dataplane: DataPlane,
+        observer: SamplingObserver | None = None,
         *,
         rng: np.random.Generator | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
-        self.service = service
-        self.observer = observer
+        self.dataplane = dataplane
         self.timeout = timeout
         self._rng = rng or np.random.default_rng()
         self.samplers: dict[str, RowSampler] = {}
-        for name, pair in service.pairs.items():
+        obs = observer
+        for name, pair in dataplane.pairs.items():
             cfg = self.settings(pair)
             if cfg.sample_rate <= 0 or not self.eligible(pair):
                 continue
             self.samplers[name] = RowSampler(
-                f"{self.kind}-{name}",
+                f"{self.name}-{name}",
                 sample_rate=cfg.sample_rate,
                 max_per_second=cfg.max_per_second,
                 queue_size=cfg.queue_size,
                 handle=self.handler(pair),
-                on_sampled=lambda n, p=name: self._report("sampled_rows", p, n),
-                on_dropped=lambda reason, n, p=name: self._report("dropped_rows", p, reason, n),
-                on_queue=lambda n, p=name: self._report("queue_changed", p, n),
+                on_sampled=(lambda n, p=name: obs.sampled_rows(p, n)) if obs else _ignore,
+                on_dropped=(lambda reason, n, p=name: obs.dropped_rows(p, reason, n)) if obs else _ignore,
+                on_queue=(lambda n, p=name: obs.queue_changed(p, n)) if obs else _ignore,
                 rng=self._rng,
             )
 
@@ -205,10 +198,6 @@ class SamplerGroup:
 
     def handler(self, pair: Pair) -> Callable[[np.ndarray], Awaitable[None]]:
         raise NotImplementedError
-
-    def _report(self, event: str, *args: object) -> None:
-        if self.observer is not None:
-            getattr(self.observer, f"{self.kind}_{event}")(*args)
 
     def rows_predicted(self, pair: str, x: np.ndarray) -> None:
         sampler = self.samplers.get(pair)
@@ -224,19 +213,5 @@ class SamplerGroup:
             await s.close()
 
 
-class ShadowExplanations(SamplerGroup):
-    """Explains sampled Predict rows on both models with the pair's Explain defaults."""
-
-    kind = "shadow"
-
-    def settings(self, pair: Pair) -> SamplingConfig:
-        return pair.config.shadow
-
-    def handler(self, pair: Pair) -> Callable[[np.ndarray], Awaitable[None]]:
-        async def explain(row: np.ndarray) -> None:
-            deadline = time.monotonic() + self.timeout
-            await self.service.explain(
-                pair.name, row[None], ExplainOptions(), deadline, priority=BACKGROUND, source="shadow", signal=True
-            )
-
-        return explain
+def _ignore(*args: object) -> None:
+    """The report of a group without an observer."""
