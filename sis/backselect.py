@@ -182,7 +182,12 @@ async def gather_or_cancel(coros: Sequence[Coroutine[Any, Any, _T]]) -> list[_T]
 
 
 class _Masker:
-    """Builds masked copies of a flat input with precomputed per-feature element indices."""
+    """Builds masked copies of a flat input with precomputed per-feature element indices.
+
+    When every feature has the same number of elements (element, pixel and patch groups of inputs
+    whose sides the patch divides) the indices are one ``(d, size)`` table and a step's rows are
+    built with a single fancy-indexed assignment.
+    """
 
     def __init__(self, groups: np.ndarray, baseline_flat: np.ndarray, d: int) -> None:
         flat = groups.ravel()
@@ -190,9 +195,16 @@ class _Masker:
         self._sizes = np.bincount(flat, minlength=d)
         self._starts = np.concatenate(([0], np.cumsum(self._sizes)[:-1]))
         self._base = baseline_flat
+        size = int(self._sizes[0]) if d else 0
+        uniform = d > 0 and size > 0 and bool((self._sizes == size).all())
+        #: ``(d, size)`` element indices of each feature, when all features have ``size`` elements
+        self._table: np.ndarray | None = self._order.reshape(d, size) if uniform else None
+        self._row_ids = np.arange(d)[:, None]
 
     def indices(self, features: np.ndarray) -> np.ndarray:
         """Flat element indices of all ``features``, concatenated feature by feature."""
+        if self._table is not None:
+            return self._table[features].ravel()
         lens = self._sizes[features]
         ends = np.cumsum(lens)
         offsets = np.repeat(self._starts[features] - (ends - lens), lens) + np.arange(int(ends[-1]) if lens.size else 0)
@@ -206,6 +218,10 @@ class _Masker:
     def rows(self, state: np.ndarray, features: np.ndarray) -> np.ndarray:
         """``(len(features), n)``: row ``i`` is ``state`` with ``features[i]`` masked."""
         out = np.repeat(state[None, :], features.size, axis=0)
+        if self._table is not None:
+            cols = self._table[features]  # (n, size)
+            out[self._row_ids[: features.size], cols] = self._base[cols]
+            return out
         cols = self.indices(features)
         out[np.repeat(np.arange(features.size), self._sizes[features]), cols] = self._base[cols]
         return out
@@ -282,8 +298,12 @@ class SISSearch:
         groups: np.ndarray,
         params: SISParams,
         progress: Callable[[ProgressEvent], None] | None = None,
+        *,
+        full_score: float | None = None,
     ) -> None:
         self._started = time.monotonic()
+        # f(x) when the caller has scored it already: counted as an evaluation as always, not run again
+        self._known_full = None if full_score is None else float(full_score)
         xa = np.asarray(x)
         groups_i, base, d = _validate(xa, np.asarray(baseline), np.asarray(groups))
         self.params = params
@@ -354,8 +374,14 @@ class SISSearch:
         full_score = baseline_score = math.nan
         status: SISStatus
         try:
-            both = yield from self._inputs(np.stack([self._x, self._base]))
-            full_score, baseline_score = (float(v) for v in both)
+            if self._known_full is None:
+                both = yield from self._inputs(np.stack([self._x, self._base]))
+                full_score, baseline_score = (float(v) for v in both)
+            else:
+                self._require(2)  # the same budget check as when both rows are scored here
+                self.evaluations += 1
+                baseline_score = float((yield from self._inputs(self._base[None]))[0])
+                full_score = self._known_full
             if not full_score >= tau:
                 status = "not_confident"
             elif baseline_score >= tau:
@@ -434,11 +460,13 @@ class SISSearch:
         step = 0
         while rem.size:
             s = yield from self._masked(state, rem)
-            key = np.where(np.isnan(s), -np.inf, s)
             if batch_k == 1 or rem.size == 1:
-                picks = np.array([int(np.argmax(key))])
+                best = int(s.argmax())
+                if s[best] != s[best]:  # argmax lands on the first NaN when there is one; NaN ranks last
+                    best = int(np.argmax(np.where(np.isnan(s), -np.inf, s)))
+                picks = np.array([best])
             else:
-                picks = np.argsort(-key, kind="stable")[:batch_k]
+                picks = np.argsort(-np.where(np.isnan(s), -np.inf, s), kind="stable")[:batch_k]
             chosen = rem[picks]
             self._masker.mask(state, chosen)
             order.extend(int(f) for f in chosen)
@@ -449,7 +477,7 @@ class SISSearch:
             else:
                 scores.append(float(s[picks[0]]))
             exact.append(True)
-            rem = np.delete(rem, picks)
+            rem = np.delete(rem, picks) if picks.size > 1 else np.concatenate((rem[: picks[0]], rem[picks[0] + 1 :]))
             if self.progress is not None:
                 self.progress(
                     ProgressEvent(round=round_, step=step, features_left=int(rem.size), evaluations=self.evaluations)
@@ -487,6 +515,8 @@ async def find_sis(
     score: ScoreFn,
     params: SISParams,
     progress: Callable[[ProgressEvent], None] | None = None,
+    *,
+    full_score: float | None = None,
 ) -> SISResult:
     """Find a collection of disjoint sufficient input subsets of ``x``.
 
@@ -499,6 +529,8 @@ async def find_sis(
             a :class:`SearchDriver` runs the whole search itself instead.
         params: threshold, collection size, mode, budget and chunking.
         progress: called after every BackSelect step.
+        full_score: ``f(x)`` when the caller has scored it already (it still counts as one
+            evaluation; only ``f(baseline)`` is run).
 
     Returns:
         status ``not_confident`` when ``f(x) < τ`` (no SIS); ``baseline_sufficient`` when
@@ -523,7 +555,7 @@ async def find_sis(
     >>> result.evaluations  # 2 + 10 + (1 + 6) + (1 + 3)
     23
     """
-    search = SISSearch(x, baseline, groups, params, progress)
+    search = SISSearch(x, baseline, groups, params, progress, full_score=full_score)
     if isinstance(score, SearchDriver):
         await score.drive(search)
     else:
