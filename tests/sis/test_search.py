@@ -156,3 +156,22 @@ def test_malformed_scores_and_misuse_are_refused() -> None:
     assert search.done and search.result().status == "not_confident"
     with pytest.raises(RuntimeError, match="done"):
         search.feed(np.zeros(1))
+
+
+@pytest.mark.parametrize("seed", [0, 7, 31, 54, 100, 222])
+async def test_known_full_score_runs_one_row_less_and_counts_the_same(seed: int) -> None:
+    x, baseline, groups, f, tau, max_sis, batch_k, _ = random_case(seed)
+    params = SISParams(threshold=tau, max_sis=max_sis, batch_k=batch_k)
+    rows_plain: list[int] = []
+    rows_known: list[int] = []
+    plain = await find_sis(x, baseline, groups, batched(f, rows_plain), params)
+    known = await find_sis(x, baseline, groups, batched(f, rows_known), params, full_score=float(f(x)))
+    assert (known.status, known.collection, known.backselect, known.evaluations) == (
+        plain.status,
+        plain.collection,
+        plain.backselect,
+        plain.evaluations,
+    )
+    assert sum(rows_known) == sum(rows_plain) - 1
+    with pytest.raises(BudgetExceeded):
+        await find_sis(x, baseline, groups, batched(f), SISParams(threshold=tau, max_evaluations=1), full_score=0.0)
