@@ -7,7 +7,7 @@ score function.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +61,7 @@ async def explain_pair(
     target: int | None = None,
     control_score: ScoreFn | None = None,
     control_top1: int | None = None,
+    full_scores: Mapping[str, float] | None = None,
 ) -> PairExplanation:
     """Explain ``x`` under the dense and/or pruned score functions concurrently; compare when both ran.
 
@@ -69,12 +70,23 @@ async def explain_pair(
     score functions already score it. Cross-sufficiency costs one extra row per side; those rows
     are not part of either side's ``evaluations``. If one side fails, the other is cancelled and
     the error propagates. With ``control_score`` (and ``control_top1``) the control is explained
-    at the same time and compared with the dense model the same way.
+    at the same time and compared with the dense model the same way. ``full_scores`` (variant → f(x))
+    are the scores of the full input where the caller has them already: each side then runs only
+    ``f(baseline)`` before BackSelect (the evaluation counts stay the same).
     """
     scorers = {"dense": dense_score, "pruned": pruned_score, "control": control_score}
     names = [n for n, fn in scorers.items() if fn is not None]
+    known = full_scores or {}
     runs = [
-        find_sis(x, baseline, groups, scorers[n], params, None if progress is None else _tagged(progress, n))  # type: ignore[arg-type]
+        find_sis(
+            x,
+            baseline,
+            groups,
+            scorers[n],  # type: ignore[arg-type]
+            params,
+            None if progress is None else _tagged(progress, n),
+            full_score=known.get(n),
+        )
         for n in names
     ]
     results = dict(zip(names, await gather_or_cancel(runs) if runs else [], strict=True))

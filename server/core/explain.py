@@ -174,6 +174,7 @@ class _Run:
             target=target,
             control_score=self.score_fn("control", target) if with_control else None,
             control_top1=top1.get("control"),
+            full_scores={v: float(p[target]) for v, p in probs.items()},  # f(x) is scored once per model
         )
         values = await self.signal_values(explanation, target) if signal and both else None
         return ExplainOutcome(

@@ -129,3 +129,20 @@ async def test_closing_the_stream_stops_the_explanation(dataplane: DataPlane, ma
         assert dataplane.explanations.running == 1
     assert dataplane.explanations.running == 0  # stopped and its slot freed when the stream closed
     assert all(b.queued_rows == 0 for b in dataplane.pairs["mini"].batchers.values())
+
+
+async def test_the_full_input_is_scored_once_per_model(build, registry, make_rows) -> None:
+    dp = build(metrics=Metrics(registry))
+    dp.start()
+    try:
+        outcome = await dp.explain("mini", make_rows(1), ExplainOptions(features="pixel"), None)
+    finally:
+        await dp.close()
+    for variant in ("dense", "pruned"):
+        result = getattr(outcome.explanation, variant)
+        assert result.status == "found"
+        assert result.full_score == outcome.full_scores[variant]  # the engine took the score the use case made
+        rows = value(registry, "sisguard_batch_size_rows_sum", pair="mini", variant=variant)
+        # f(x) once (counted in the evaluations though run before the engine), the rest of the
+        # engine's evaluations, and one row checking the other model's first SIS
+        assert rows == result.evaluations + 1
