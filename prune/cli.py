@@ -11,51 +11,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
+from sisguard.prune.command_options import (
+    add_model_data_args,
+    add_training_args,
+    build_model_and_data,
+    log_of,
+    train_configs,
+)
 from sisguard.prune.errors import PruneError
 
 EXIT_USAGE = 2
-
-
-def _log(args: argparse.Namespace) -> Any:
-    if getattr(args, "quiet", False):
-        return None
-    return lambda line: print(line, file=sys.stderr, flush=True)
-
-
-def _add_model_data_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("model and data")
-    group.add_argument("--arch", help="built-in architecture: digits_cnn, digits_mlp or resnet_cifar")
-    group.add_argument("--model", help="user model as package.module:factory (returns an nn.Module)")
-    group.add_argument("--state-dict", help="torch.save'd state dict for the model (then --epochs defaults to 0)")
-    group.add_argument("--width", type=int, help="channel width of a built-in architecture")
-    group.add_argument("--data", default="digits", help="digits, synthetic32 or a path to an .npz "
-                       "with x_train, y_train, x_test, y_test (default: digits)")
-    group.add_argument("--synthetic-n", type=int, default=4000, help="samples of synthetic32 (default 4000)")
-
-
-def _add_training_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("training")
-    group.add_argument("--cycles", type=int, default=3, help="prune → retrain cycles (default 3)")
-    group.add_argument("--epochs", type=int, help="dense training epochs (default 30; 0 with --state-dict)")
-    group.add_argument("--retrain-epochs", type=int, default=10, help="retraining epochs per cycle (default 10)")
-    group.add_argument("--lr", type=float, default=3e-3, help="dense learning rate (default 3e-3)")
-    group.add_argument("--retrain-lr", type=float, default=1e-3, help="retraining learning rate (default 1e-3)")
-    group.add_argument("--optimizer", default="adam", help="adam or sgd (default adam)")
-    group.add_argument("--batch-size", type=int, default=64, help="training batch size (default 64)")
-    group.add_argument("--seed", type=int, default=0, help="seed of data order, init and noise (default 0)")
-    group.add_argument("--opset", type=int, default=18, help="ONNX opset, >= 17 (default 18)")
-    group.add_argument("--channel-multiple", type=int, default=1,
-                       help="FT: keep channel counts at multiples of this; 8 or 16 run faster on CPUs "
-                            "but reach the ratio more coarsely (default 1)")
-    group.add_argument("--sensitivity-samples", type=int, default=128,
-                       help="SiPP/PFP: training inputs whose activations give the sensitivities, drawn "
-                            "afresh each cycle (default 128)")
-    group.add_argument("--selection", default="sample",
-                       help="SiPP/PFP: sample (importance sampling by sensitivity, rescaled; the provable "
-                            "variant) or topk (keep the most sensitive, deterministic) (default sample)")
-    group.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -67,7 +33,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
                     "pruned.onnx and control.onnx, check them against torch, and write manifest.json and "
                     "pair.yaml (the block for the server config).",
     )
-    _add_model_data_args(prune)
+    add_model_data_args(prune)
     prune.add_argument("--method", required=True,
                        help="wt (weight thresholding), sipp (sensitivity-informed weight pruning), ft (filter "
                             "thresholding) or pfp (provable filter pruning); ft and pfp shrink the layers")
@@ -79,7 +45,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
                        help="do not make control.onnx (the dense model retrained like the pruned one, unpruned)")
     prune.add_argument("--control-seed", type=int,
                        help="seed of the control's retraining (default: --seed, the pruned model's)")
-    _add_training_args(prune)
+    add_training_args(prune)
     prune.set_defaults(func=prune_command)
 
     evaluate = subparsers.add_parser(
@@ -89,7 +55,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
                     "Either give existing pair directories (--pair, repeatable) or build the family with "
                     "--arch/--model, --methods and --ratios.",
     )
-    _add_model_data_args(evaluate)
+    add_model_data_args(evaluate)
     evaluate.add_argument("--pair", action="append", default=[], help="pair directory made by "
                           "'sisguard prune' (repeatable; all must share the dense model)")
     evaluate.add_argument("--methods", default="wt,ft", help="methods of the family to build, any of "
@@ -106,36 +72,12 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
                           help="test inputs explained for rationale agreement; 0 to skip (default 20)")
     evaluate.add_argument("--sis-threshold", type=float, default=0.9,
                           help="SIS threshold as a fraction of each model's own score (default 0.9)")
-    _add_training_args(evaluate)
+    add_training_args(evaluate)
     evaluate.set_defaults(func=evaluate_command)
 
     from sisguard.prune.family_cli import add_family_subcommand
 
     add_family_subcommand(subparsers)
-
-
-def _train_configs(args: argparse.Namespace) -> tuple[Any, Any]:
-    from sisguard.prune.train import TrainConfig
-
-    epochs = args.epochs if args.epochs is not None else (0 if args.state_dict else 30)
-    dense = TrainConfig(epochs=epochs, lr=args.lr, optimizer=args.optimizer, batch_size=args.batch_size)
-    retrain = TrainConfig(epochs=args.retrain_epochs, lr=args.retrain_lr, optimizer=args.optimizer,
-                          batch_size=args.batch_size)
-    return dense, retrain
-
-
-def build_model_and_data(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
-    """The model (untrained or loaded), the dataset, and the model description for the manifest."""
-    from sisguard.prune.data import load_dataset
-    from sisguard.prune.models import build_model
-    from sisguard.prune.pipeline import seed_everything
-
-    seed_everything(args.seed)  # the model's initial weights depend on it
-    data = load_dataset(args.data, seed=args.seed, synthetic_n=args.synthetic_n)
-    model = build_model(arch=args.arch, factory=args.model, state_dict=args.state_dict,
-                        num_classes=data.num_classes, in_channels=data.input_shape[0], width=args.width)
-    info = {"arch": args.arch, "factory": args.model, "state_dict": args.state_dict, "width": args.width}
-    return model, data, {k: v for k, v in info.items() if v is not None}
 
 
 def prune_command(args: argparse.Namespace) -> int:
@@ -144,7 +86,7 @@ def prune_command(args: argparse.Namespace) -> int:
         from sisguard.prune.pipeline import PruneConfig, run_prune
 
         ratio = float(args.ratio)
-        dense_cfg, retrain_cfg = _train_configs(args)
+        dense_cfg, retrain_cfg = train_configs(args)
         config = PruneConfig(method=args.method.lower(), ratio=ratio, cycles=args.cycles, train=dense_cfg,
                              retrain=retrain_cfg, seed=args.seed, opset=args.opset,
                              channel_multiple=args.channel_multiple,
@@ -157,7 +99,7 @@ def prune_command(args: argparse.Namespace) -> int:
         if args.control_seed is not None and args.control_seed < 0:
             raise PruneError(f"--control-seed must be >= 0, got {args.control_seed}")
         manifest = run_prune(model, data, config, args.out, name=args.name, model_info=info,
-                             class_labels=labels, log=_log(args), control=not args.no_control,
+                             class_labels=labels, log=log_of(args), control=not args.no_control,
                              control_seed=args.control_seed)
     except PruneError as exc:
         print(f"sisguard prune: error: {exc}", file=sys.stderr)
@@ -176,7 +118,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     try:
         from sisguard.prune.evaluate_cli import run_evaluate_command
 
-        report_path = run_evaluate_command(args, _log(args))
+        report_path = run_evaluate_command(args, log_of(args))
     except PruneError as exc:
         print(f"sisguard evaluate: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -26,8 +26,14 @@ import numpy as np
 
 from sisguard.prune.data import Dataset
 from sisguard.prune.errors import PruneError
+from sisguard.prune.evaluation_measures import (
+    error_rate,
+    excess_error,
+    functional_agreement,
+    mean_interval,
+    prune_potential,
+)
 from sisguard.prune.export import make_session, run_onnx, sha256_file
-from sisguard.prune.metrics import error_rate, excess_error, functional_agreement, mean_interval, prune_potential
 from sisguard.prune.rationale import rationale_agreement
 from sisguard.prune.shifts import Shift, apply_shift, default_shifts
 from sisguard.prune.train import Log
@@ -142,7 +148,7 @@ def potential_over_seeds(results: list[dict[str, Any]], confidence: float = 0.95
 
     ``results`` are :func:`evaluate_family` results, one per seed, of the same methods and
     shifts. Returns, per method and shift, the potential of every seed and their mean, min/max
-    and Student-t interval (:func:`sisguard.prune.metrics.mean_interval`).
+    and Student-t interval (:func:`sisguard.prune.evaluation_measures.mean_interval`).
     """
     if not results:
         raise PruneError("potential over seeds needs at least one evaluated family")

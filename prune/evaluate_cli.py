@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sisguard.prune.command_options import build_model_and_data, train_configs
 from sisguard.prune.data import load_dataset
 from sisguard.prune.errors import DataMismatchError, PruneError
 from sisguard.prune.evaluate import ModelEntry, evaluate_family
@@ -73,10 +74,8 @@ def entries_from_pairs(pairs: list[str], input_shape: tuple[int, ...]) -> tuple[
 
 def build_family(args: argparse.Namespace, log: Log | None) -> tuple[Path, list[ModelEntry], object]:
     """Train one dense model and prune it per (method, ratio); return dense file, entries, dataset."""
-    from sisguard.prune.cli import _train_configs, build_model_and_data
-
     methods, ratios = parse_methods(args.methods), parse_ratios(args.ratios)
-    dense_cfg, retrain_cfg = _train_configs(args)
+    dense_cfg, retrain_cfg = train_configs(args)
     configs = [PruneConfig(method=m, ratio=r, cycles=args.cycles, train=dense_cfg, retrain=retrain_cfg,
                            seed=args.seed, opset=args.opset, channel_multiple=args.channel_multiple,
                            sensitivity_samples=args.sensitivity_samples, selection=args.selection.lower())

@@ -5,9 +5,10 @@ Each model ``m`` is scored by its softmax probability of ``c``; its threshold is
 ``τ_m(x) = fraction · f_m(x)_c`` (its own confidence, so a less confident pruned model is not
 counted as "not confident" merely for being pruned). Features are pixels (all channels of
 one position) for inputs up to 16×16, otherwise a grid of 8×8 patches; masked features take
-the value 0. From the first SIS of each model:
+the value 0. The first SIS of the two models are compared with the engine's agreement measures
+(:func:`sisguard.sis.compute_agreement`, as the server compares them), each model at its own τ:
 
-* **IoU** — ``|S_dense ∩ S_pruned| / |S_dense ∪ S_pruned|``;
+* **IoU** — ``iou_first``, ``|S_dense ∩ S_pruned| / |S_dense ∪ S_pruned|``;
 * **cross-sufficiency** dense→pruned — with only ``S_dense`` present, the pruned model still
   reaches ``τ_pruned``; pruned→dense the reverse.
 
@@ -19,34 +20,29 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from sisguard.prune.errors import PruneError
+from sisguard.prune.evaluation_measures import softmax
 from sisguard.prune.export import run_onnx
-from sisguard.prune.metrics import softmax
 from sisguard.sis import (
+    AgreementResult,
+    DivergenceThresholds,
     SISParams,
+    SISResult,
+    compute_agreement,
     element_groups,
     find_sis,
-    jaccard,
+    first_sis,
+    num_features,
     patch_groups,
     pixel_groups,
     subset_input,
 )
 
 Score = Callable[[np.ndarray], Awaitable[np.ndarray]]
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """First SIS of one model on one input (``None`` when the engine found none)."""
-
-    status: str
-    features: tuple[int, ...] | None
-    threshold: float
 
 
 def feature_groups(input_shape: tuple[int, ...]) -> np.ndarray:
@@ -71,20 +67,40 @@ def class_score(session: Any, target: int) -> Score:
     return score
 
 
-async def explain(session: Any, x: np.ndarray, target: int, groups: np.ndarray, fraction: float) -> Explanation:
-    """First SIS of ``session`` on ``x`` for class ``target`` with ``τ = fraction · f(x)_target``."""
+async def explain(session: Any, x: np.ndarray, target: int, groups: np.ndarray, fraction: float
+                  ) -> tuple[SISResult, float]:
+    """SIS of ``session`` on ``x`` for class ``target`` with ``τ = fraction · f(x)_target``, and that τ."""
     score = class_score(session, target)
     full = float((await score(x[None]))[0])
     threshold = fraction * full
     result = await find_sis(x, np.zeros_like(x), groups, score, SISParams(threshold=threshold, chunk_size=256))
-    features = result.collection[0].features if result.collection else None
-    return Explanation(result.status, features, threshold)
+    return result, threshold
 
 
-async def _sufficient(session: Any, x: np.ndarray, groups: np.ndarray, features: tuple[int, ...],
-                      target: int, threshold: float) -> bool:
+async def _score_of(session: Any, x: np.ndarray, groups: np.ndarray, features: tuple[int, ...], target: int) -> float:
+    """``session``'s score of ``target`` with only ``features`` of ``x`` present (the rest at 0)."""
     masked = subset_input(x, np.zeros_like(x), groups, features)
-    return bool((await class_score(session, target)(masked[None]))[0] >= threshold)
+    return float((await class_score(session, target)(masked[None]))[0])
+
+
+async def compare(dense: Any, pruned: Any, x: np.ndarray, target: int, groups: np.ndarray,
+                  dense_explained: tuple[SISResult, float], fraction: float) -> AgreementResult | None:
+    """The engine's agreement of the two first SIS on ``x`` (``None`` when a side found none).
+
+    Each model keeps its own τ: the dense SIS is sufficient for the pruned model when it keeps the
+    pruned model at ``τ_pruned``, the pruned SIS for the dense model at ``τ_dense``.
+    """
+    de, tau_d = dense_explained
+    pe, tau_p = await explain(pruned, x, target, groups, fraction)
+    first_d, first_p = first_sis(de), first_sis(pe)
+    if first_d is None or first_p is None:
+        return None
+    return compute_agreement(
+        de, pe, threshold=tau_d, pruned_threshold=tau_p, dense_top1=target, pruned_top1=target,
+        dense_sis_score_on_pruned=await _score_of(pruned, x, groups, first_d, target),
+        pruned_sis_score_on_dense=await _score_of(dense, x, groups, first_p, target),
+        thresholds=DivergenceThresholds(),
+    )
 
 
 async def rationale_agreement(dense: Any, pruned: dict[str, Any], x: np.ndarray, fraction: float = 0.9,
@@ -99,33 +115,23 @@ async def rationale_agreement(dense: Any, pruned: dict[str, Any], x: np.ndarray,
     if not 0.0 < fraction <= 1.0:
         raise PruneError(f"SIS threshold fraction must lie in (0, 1], got {fraction}")
     groups = feature_groups(tuple(x.shape[1:]))
-    d = int(groups.max()) + 1
-    targets = run_onnx(dense, x).argmax(axis=1)
-    dense_expl = [await explain(dense, xi, int(t), groups, fraction) for xi, t in zip(x, targets, strict=True)]
+    d = num_features(groups)
+    targets = [int(t) for t in run_onnx(dense, x).argmax(axis=1)]
+    dense_expl = [await explain(dense, xi, t, groups, fraction) for xi, t in zip(x, targets, strict=True)]
     results: dict[str, dict[str, Any]] = {}
     for name, session in pruned.items():
-        ious: list[float] = []
-        d2p: list[bool] = []
-        p2d: list[bool] = []
-        sizes_d: list[float] = []
-        sizes_p: list[float] = []
-        for xi, target, de in zip(x, targets, dense_expl, strict=True):
-            pe = await explain(session, xi, int(target), groups, fraction)
-            if de.features is None or pe.features is None:
-                continue
-            ious.append(jaccard(de.features, pe.features))
-            d2p.append(await _sufficient(session, xi, groups, de.features, int(target), pe.threshold))
-            p2d.append(await _sufficient(dense, xi, groups, pe.features, int(target), de.threshold))
-            sizes_d.append(len(de.features) / d)
-            sizes_p.append(len(pe.features) / d)
+        agreements = [
+            a for xi, t, de in zip(x, targets, dense_expl, strict=True)
+            if (a := await compare(dense, session, xi, t, groups, de, fraction)) is not None
+        ]
         results[name] = {
             "samples": len(x),
-            "compared": len(ious),
-            "iou": _mean(ious),
-            "dense_to_pruned": _mean(d2p),
-            "pruned_to_dense": _mean(p2d),
-            "dense_sis_size": _mean(sizes_d),
-            "pruned_sis_size": _mean(sizes_p),
+            "compared": len(agreements),
+            "iou": _mean([a.iou_first for a in agreements]),
+            "dense_to_pruned": _mean([bool(a.dense_sis_sufficient_for_pruned) for a in agreements]),
+            "pruned_to_dense": _mean([bool(a.pruned_sis_sufficient_for_dense) for a in agreements]),
+            "dense_sis_size": _mean([a.dense_sis_size / d for a in agreements]),
+            "pruned_sis_size": _mean([a.pruned_sis_size / d for a in agreements]),
         }
     return results
 

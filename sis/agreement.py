@@ -129,12 +129,19 @@ def compute_agreement(
     dense_sis_score_on_pruned: float | None,
     pruned_sis_score_on_dense: float | None,
     thresholds: DivergenceThresholds,
+    pruned_threshold: float | None = None,
 ) -> AgreementResult:
-    """Agreement of two finished explanations, given the cross-sufficiency scores (``None``: no SIS)."""
+    """Agreement of two finished explanations, given the cross-sufficiency scores (``None``: no SIS).
+
+    ``threshold`` is the τ both models were explained at; ``pruned_threshold``, when each model has
+    its own τ (e.g. a fraction of its own confidence), is the pruned model's: the dense SIS is then
+    sufficient for the pruned model when it keeps it at ``pruned_threshold``.
+    """
     first_d, first_p = first_sis(dense), first_sis(pruned)
     both = first_d is not None and first_p is not None
     iou_first = jaccard(first_d or (), first_p or ())
-    d_suff = None if dense_sis_score_on_pruned is None else bool(dense_sis_score_on_pruned >= threshold)
+    tau_p = threshold if pruned_threshold is None else pruned_threshold
+    d_suff = None if dense_sis_score_on_pruned is None else bool(dense_sis_score_on_pruned >= tau_p)
     p_suff = None if pruned_sis_score_on_dense is None else bool(pruned_sis_score_on_dense >= threshold)
     if dense.backselect and pruned.backselect:
         rho = rank_correlation(dense.backselect[0].order, pruned.backselect[0].order)

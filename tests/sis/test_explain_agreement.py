@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 
 from sisguard.sis import (
+    AgreementResult,
     DivergenceThresholds,
     PairExplanation,
     ProgressEvent,
     ScoreFn,
     SISParams,
+    compute_agreement,
     element_groups,
     explain_pair,
     jaccard,
@@ -255,3 +257,22 @@ async def test_failure_on_one_side_cancels_the_other() -> None:
     await asyncio.sleep(0.05)
     assert len(dense_calls) == calls
     assert calls < 30
+
+
+async def test_each_model_can_keep_its_own_threshold() -> None:
+    # dense and pruned find the same SIS; the dense SIS keeps the pruned model at 0.6
+    x = np.array([1.0, 1.0, 0.0])
+    result = await pair(x, lambda z: float(z[:2].sum()) / 2, lambda z: float(z[:2].sum()) * 0.3, 0.5)
+    d, p = result.dense, result.pruned
+    assert d is not None and p is not None
+
+    def agree(pruned_threshold: float | None) -> AgreementResult:
+        return compute_agreement(
+            d, p, threshold=0.5, pruned_threshold=pruned_threshold, dense_top1=0, pruned_top1=0,
+            dense_sis_score_on_pruned=0.6, pruned_sis_score_on_dense=1.0, thresholds=DivergenceThresholds(),
+        )
+
+    assert agree(None).dense_sis_sufficient_for_pruned is True  # one tau: 0.6 >= 0.5
+    assert agree(0.7).dense_sis_sufficient_for_pruned is False  # the pruned model's own tau: 0.6 < 0.7
+    assert agree(0.7).pruned_sis_sufficient_for_dense is True  # the other direction keeps the dense tau
+    assert "dense_sis_insufficient_for_pruned" in agree(0.7).reasons

@@ -1,4 +1,4 @@
-"""Metrics of the evaluation beyond test accuracy (pure numpy, no models).
+"""Measures of the evaluation beyond test accuracy (pure numpy, no models): what `sisguard evaluate` reports.
 
 * :func:`error_rate` — top-1 error;
 * :func:`prune_potential` — the largest prune ratio up to which *every* evaluated ratio keeps

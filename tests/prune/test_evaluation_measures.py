@@ -1,4 +1,4 @@
-"""Evaluation metrics on constructed cases with known answers."""
+"""The evaluation measures beyond test accuracy, on constructed cases with known answers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ import pytest
 
 from sisguard.prune.errors import PruneError
 from sisguard.prune.evaluate import ModelEntry, summarise
-from sisguard.prune.metrics import error_rate, excess_error, functional_agreement, mean_interval, prune_potential
+from sisguard.prune.evaluation_measures import (
+    error_rate,
+    excess_error,
+    functional_agreement,
+    mean_interval,
+    prune_potential,
+)
 
 
 @pytest.mark.parametrize(
