@@ -20,23 +20,14 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
-from sisguard.server.batching.steps import BACKGROUND, FOREGROUND, ModelWorker
+from sisguard.server.batching.steps import BACKGROUND, FOREGROUND, BatchObserver, ModelWorker
 from sisguard.server.errors import DeadlineExceeded, ResourceExhausted, Unavailable
 from sisguard.sis import SISSearch
 
 __all__ = ["BACKGROUND", "FOREGROUND", "BatchObserver", "Batcher", "ModelScore"]
-
-
-class BatchObserver(Protocol):
-    """What a batcher reports; the metrics module implements it."""
-
-    def batch_done(self, model: str, rows: int, queue_wait: list[float], compute_seconds: float) -> None: ...
-
-    def queue_changed(self, model: str, rows: int) -> None: ...
 
 
 @dataclass(eq=False)

@@ -28,18 +28,23 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from sisguard.server.errors import DeadlineExceeded, Unavailable
 from sisguard.sis import ProgressEvent, SISSearch
 
-if TYPE_CHECKING:
-    from sisguard.server.batching.batcher import BatchObserver
-
 FOREGROUND = 0
 BACKGROUND = 1
+
+
+class BatchObserver(Protocol):
+    """What a model's batcher and worker report; the metrics module implements it (one per model)."""
+
+    def batch_done(self, model: str, rows: int, queue_wait: list[float], compute_seconds: float) -> None: ...
+
+    def queue_changed(self, model: str, rows: int) -> None: ...
 
 _log = logging.getLogger(__name__)
 
