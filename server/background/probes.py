@@ -22,10 +22,9 @@ from typing import Protocol
 
 import numpy as np
 
-from sisguard.server.background.sampling import DEFAULT_TIMEOUT_SECONDS, SamplerGroup, SamplingConfig, SamplingObserver
+from sisguard.server.background.sampling import SamplerGroup, SamplingConfig, SamplingObserver
 from sisguard.server.batching.batcher import BACKGROUND
 from sisguard.server.config import ShiftSpec
-from sisguard.server.core.dataplane import DataPlane
 from sisguard.server.pairs import Pair
 from sisguard.server.signal.measures import probe_measures
 from sisguard.server.signal.shifts import shift_applies, shifted_copies
@@ -67,21 +66,10 @@ def agreement_per_level(dense: np.ndarray, pruned: np.ndarray, levels: int, copi
     return [int(b) for b in same.reshape(levels, copies).sum(axis=1)]
 
 
-class NoiseProbes(SamplerGroup):
+class NoiseProbes(SamplerGroup[NoiseProbeObserver]):
     """Runs noisy copies of sampled Predict rows through both models and counts top-1 agreement per level."""
 
     name = "probe"
-
-    def __init__(
-        self,
-        dataplane: DataPlane,
-        observer: NoiseProbeObserver | None = None,
-        *,
-        rng: np.random.Generator | None = None,
-        timeout: float = DEFAULT_TIMEOUT_SECONDS,
-    ) -> None:
-        self.observer = observer
-        super().__init__(dataplane, observer, rng=rng, timeout=timeout)
 
     def settings(self, pair: Pair) -> SamplingConfig:
         return pair.config.shadow.noise_probe
@@ -107,7 +95,7 @@ class NoiseProbes(SamplerGroup):
         return probe
 
 
-class ShiftProbes(SamplerGroup):
+class ShiftProbes(SamplerGroup[ShiftProbeObserver]):
     """Runs shifted copies of sampled Predict rows through dense, pruned and control (docs/signal.md).
 
     Per sampled row and configured shift: the clean row and ``copies`` shifted copies go through
@@ -117,17 +105,6 @@ class ShiftProbes(SamplerGroup):
     """
 
     name = "shift_probe"
-
-    def __init__(
-        self,
-        dataplane: DataPlane,
-        observer: ShiftProbeObserver | None = None,
-        *,
-        rng: np.random.Generator | None = None,
-        timeout: float = DEFAULT_TIMEOUT_SECONDS,
-    ) -> None:
-        self.observer = observer
-        super().__init__(dataplane, observer, rng=rng, timeout=timeout)
 
     def settings(self, pair: Pair) -> SamplingConfig:
         return pair.config.shadow.shift_probe

@@ -17,7 +17,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -153,10 +153,14 @@ class RowSampler:
                 self.handled += 1
 
 
-class SamplerGroup:
+Obs = TypeVar("Obs", bound=SamplingObserver)
+
+
+class SamplerGroup(Generic[Obs]):
     """One :class:`RowSampler` per pair of a started :class:`DataPlane`; ``rows_predicted(pair, x)``
     is the Predict hook. Subclasses say which pairs take part, with which settings, and what is done
-    with a sampled row. Create after the data plane has loaded its pairs; ``start`` needs the running loop.
+    with a sampled row; ``Obs`` is the observer they report to. Create after the data plane has loaded
+    its pairs; ``start`` needs the running loop.
     """
 
     name = ""  # names the samplers' tasks
@@ -164,12 +168,13 @@ class SamplerGroup:
     def __init__(
         self,
         dataplane: DataPlane,
-        observer: SamplingObserver | None = None,
+        observer: Obs | None = None,
         *,
         rng: np.random.Generator | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
         self.dataplane = dataplane
+        self.observer = observer
         self.timeout = timeout
         self._rng = rng or np.random.default_rng()
         self.samplers: dict[str, RowSampler] = {}

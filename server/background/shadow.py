@@ -15,13 +15,13 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 
-from sisguard.server.background.sampling import SamplerGroup, SamplingConfig
+from sisguard.server.background.sampling import SamplerGroup, SamplingConfig, SamplingObserver
 from sisguard.server.batching.batcher import BACKGROUND
 from sisguard.server.core.resolve import ExplainOptions
 from sisguard.server.pairs import Pair
 
 
-class ShadowExplanations(SamplerGroup):
+class ShadowExplanations(SamplerGroup[SamplingObserver]):
     """Explains sampled Predict rows on both models with the pair's Explain defaults."""
 
     name = "shadow"
