@@ -29,6 +29,7 @@ COPY server/ server/
 COPY prune/ prune/
 COPY sis/ sis/
 COPY wire/ wire/
+COPY audit/ audit/
 # The [server] extra only; torch (the prune extra) stays out of the image. Versions come from
 # constraints.txt (onnxruntime-gpu 1.31.1, grpcio 1.85.3, ...).
 RUN /opt/venv/bin/pip install --no-compile -c constraints.txt ".[server]" \

@@ -2,7 +2,8 @@
 
 Each part of sisguard registers its own subcommands: ``models``/``predict``/``explain`` come
 with the base install (the client SDK), ``serve``/``demo`` with
-``sisguard[server]``, ``prune``/``evaluate``/``family`` with ``sisguard[prune]``. A part that is not
+``sisguard[server]``, ``prune``/``evaluate``/``family`` with ``sisguard[prune]``,
+``audit``/``audit-report`` with ``sisguard[audit]``. A part that is not
 installed still shows its commands, which then say what to install.
 """
 
@@ -30,6 +31,7 @@ _PARTS = (
         ("onnxruntime", "onnx", "yaml", "pydantic_settings", "prometheus_client"),
     ),
     ("sisguard.prune.cli", "prune", ("prune", "evaluate", "family"), ("torch", "onnxruntime", "sklearn", "matplotlib")),
+    ("sisguard.audit.cli", "audit", ("audit", "audit-report"), ("onnxruntime", "pyarrow", "yaml", "pydantic_settings")),
 )
 
 
