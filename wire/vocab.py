@@ -12,9 +12,10 @@ pair's default") unless a default is given, as Predict and Explain read an unset
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Generic, Literal, Protocol, TypeVar
+from typing import Generic, Literal, Protocol, TypeAlias, TypeVar
 
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
+from sisguard.sis.agreement import DivergenceReason
 
 from .errors import WireError
 
@@ -103,14 +104,7 @@ FeatureName = Literal["element", "pixel", "patch", "explicit"]
 BaselineName = Literal["zeros", "mean", "constant", "tensor", "blur"]
 ModeName = Literal["exact", "batched"]
 StatusName = Literal["found", "not_confident", "baseline_sufficient", "partial"]
-ReasonName = Literal[
-    "top1_differs",
-    "low_iou",
-    "dense_sis_insufficient_for_pruned",
-    "pruned_sis_insufficient_for_dense",
-    "pruned_not_confident",
-    "low_rank_correlation",
-]
+ReasonName: TypeAlias = DivergenceReason  # the engine's names of the divergence reasons
 VerdictName = Literal["healthy", "damaged", "insufficient_data"]
 
 #: which models a Predict or Explain runs (``Variant``); unset is both
