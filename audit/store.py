@@ -2,10 +2,11 @@
 
 The manifest (and ``groups.npy``, the feature group map) is written first and fixes what the
 audit is (dataset fingerprint, models, explain settings, chunk size): inputs
-``[k * chunk_size, (k + 1) * chunk_size)`` form chunk ``k`` and land in shard ``k``. A shard is written to a temporary name and renamed into place, so a shard either
-exists whole or not at all; an interrupted audit resumes by running exactly the chunks without a
-shard, and no input can be explained twice or lost. Resuming with a different dataset or
-settings is refused (a new output folder is needed).
+``[k * chunk_size, (k + 1) * chunk_size)`` form chunk ``k`` and land in shard ``k``. A shard is
+written to a temporary name and renamed into place, so a shard either exists whole or not at all;
+an interrupted audit resumes by running exactly the chunks without a shard, and no input can be
+explained twice or lost. Resuming with a different dataset or settings is refused (a new output
+folder is needed).
 """
 
 from __future__ import annotations
