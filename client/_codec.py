@@ -20,6 +20,7 @@ from sisguard.wire import (
     STATUSES,
     VERDICTS,
     decode_agreement,
+    decode_fields,
     dtype_of,
     from_tensor,
 )
@@ -61,46 +62,34 @@ def _array(t: Any, what: str) -> NDArray[Any]:
 
 
 def _model_file(m: Any) -> ModelFile:
-    return ModelFile(
-        path=m.path,
-        sha256=m.sha256,
-        parameter_count=m.parameter_count,
-        nonzero_parameter_count=m.nonzero_parameter_count,
-        execution_provider=m.execution_provider,
-        infer_name=m.infer_name,
-        ready=m.ready,
-    )
+    model_file: ModelFile = decode_fields(m, ModelFile)
+    return model_file
 
 
 @translated()
 def parse_pair(p: Any) -> PairInfo:
     d = p.explain_defaults
-    return PairInfo(
-        name=p.name,
-        input_name=p.input_name,
+    info: PairInfo = decode_fields(
+        p,
+        PairInfo,
         input_shape=tuple(int(s) for s in p.input_shape),
         input_dtype=dtype_of(p.input_dtype, f"pair {p.name}'s input"),
-        output_name=p.output_name,
         output_kind=OUTPUT_KINDS.get(p.output_kind, "unspecified"),
-        num_outputs=p.num_outputs,
         class_labels=tuple(p.class_labels),
         dense=_model_file(p.dense),
         pruned=_model_file(p.pruned),
-        prune_ratio=p.prune_ratio,
-        max_batch_size=p.max_batch_size,
-        explain_defaults=ExplainDefaults(
-            threshold=d.threshold,
-            threshold_relative=d.threshold_relative,
+        explain_defaults=decode_fields(
+            d,
+            ExplainDefaults,
             features=FEATURES.get(d.features, "unspecified"),
             patch=(d.patch_height, d.patch_width),
             baseline=BASELINES.get(d.baseline, "unspecified"),
-            max_evaluations=d.max_evaluations,
-            num_features=d.num_features,
         ),
         image=ImageDefaults(scale=p.image.scale if p.HasField("image") else 1.0 / 255.0, invert=p.image.invert),
         control=_model_file(p.control) if p.HasField("control") else None,
         verdict_reference=p.verdict_reference or "dense-only",
     )
+    return info
 
 
 def parse_models(resp: Any) -> list[PairInfo]:
@@ -108,26 +97,13 @@ def parse_models(resp: Any) -> list[PairInfo]:
 
 
 def parse_pair_health(r: Any) -> PairHealth:
-    return PairHealth(
-        pair=r.pair,
+    health: PairHealth = decode_fields(
+        r,
+        PairHealth,
         verdict=VERDICTS.get(r.verdict, "unspecified"),
-        reference=r.reference,
-        samples=int(r.samples),
-        samples_needed=int(r.samples_needed),
-        min_samples=int(r.min_samples),
-        confidence=float(r.confidence),
-        window=int(r.window),
-        measures=tuple(
-            MeasureExcess(
-                name=m.name, source=m.source, deciding=m.deciding, margin=m.margin, samples=int(m.samples),
-                pruned_mean=m.pruned_mean, reference_mean=m.reference_mean, reference=m.reference,
-                estimate=m.estimate, lower=m.lower, upper=m.upper, samples_needed=int(m.samples_needed),
-                damaged=m.damaged,
-            )
-            for m in r.measures
-        ),
-        request_id=r.request_id,
+        measures=tuple(decode_fields(m, MeasureExcess) for m in r.measures),
     )
+    return health
 
 
 def _variant_prediction(v: Any) -> VariantPrediction:

@@ -9,12 +9,14 @@ agreement block), no grpc.
 * :mod:`.vocab` — the enum vocabularies (variants, output kinds, features, baselines, modes,
   statuses, reasons, verdicts): one name per concept, both ways.
 * :mod:`.agreement` — the ``Agreement`` block to and from :class:`sisguard.sis.AgreementResult`.
+* :mod:`.fields` — a message read into a dataclass that mirrors its fields by name.
 * :mod:`.errors` — :class:`WireError` (a message that does not fit the format) and :class:`TooLarge`.
 """
 
 from .agreement import AGREEMENT_FIELDS, decode_agreement, encode_agreement
 from .dtypes import DTYPES, OIP_DTYPES, code_of, dtype_of, oip_dtype, oip_name
 from .errors import TooLarge, WireError
+from .fields import decode_fields
 from .tensors import (
     MAX_DIMS,
     check_shape,
@@ -59,6 +61,7 @@ __all__ = [
     "code_of",
     "decode",
     "decode_agreement",
+    "decode_fields",
     "describe_shape",
     "dtype_of",
     "encode_agreement",

@@ -155,3 +155,24 @@ def test_mypy_strict_passes() -> None:
         capture_output=True, text=True, timeout=120, cwd=WIRE_DIR.parent,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_message_reads_into_a_dataclass_that_mirrors_its_fields() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Measure:
+        name: str
+        samples: int
+        damaged: bool
+
+    got = wire.decode_fields(pb.MeasureExcess(name="output_tv", samples=7, damaged=True, margin=0.5), Measure)
+    assert got == Measure("output_tv", 7, True)
+    assert wire.decode_fields(pb.MeasureExcess(name="x"), Measure, samples=-1).samples == -1
+
+    @dataclasses.dataclass
+    class Shape:
+        shape: list[int]
+        dtypes: int
+
+    with pytest.raises(AttributeError):  # a field the message does not have is a programming error
+        wire.decode_fields(pb.Tensor(shape=[2]), Shape)
+    assert wire.decode_fields(pb.Tensor(shape=[2, 3]), Shape, dtypes=0).shape == [2, 3]
