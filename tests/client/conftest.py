@@ -152,7 +152,8 @@ class Scripted(pb_grpc.SISGuardServicer):
         self.metadata: list[dict[str, str]] = []
         self.lock = threading.Lock()
 
-    def _step(self, method: str, context: grpc.ServicerContext) -> None:
+    def _step(self, method: str, context: grpc.ServicerContext) -> Any:
+        """Follow the script: sleep (a number), abort (code, details), or answer this response (a message)."""
         with self.lock:
             self.calls[method] += 1
             self.metadata.append(dict(context.invocation_metadata()))
@@ -160,15 +161,17 @@ class Scripted(pb_grpc.SISGuardServicer):
             step = plan.pop(0) if plan else None
         if isinstance(step, float | int):
             time.sleep(step)
-        elif step is not None:
+        elif isinstance(step, tuple):
             context.abort(step[0], step[1])
+        return step
 
     def ListModels(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._step("ListModels", context)
         return pb.ListModelsResponse(pairs=[pb.PairInfo(name="fake", input_shape=[2], input_dtype=pb.FLOAT32)])
 
     def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:
-        self._step("Predict", context)
+        if isinstance(answer := self._step("Predict", context), pb.PredictResponse):
+            return answer
         rows = request.inputs.shape[0]
         probs = np.full((rows, 2), 0.5, np.float32)
         v = pb.VariantPrediction(probabilities=to_tensor(probs), top1=[0] * rows, top1_probability=[0.5] * rows)
@@ -182,7 +185,8 @@ class Scripted(pb_grpc.SISGuardServicer):
         return pb.ExplainResponse(pair=request.pair, target=0, threshold=0.5, num_features=2, dense=v, pruned=v)
 
     def Explain(self, request: Any, context: grpc.ServicerContext) -> Any:
-        self._step("Explain", context)
+        if isinstance(answer := self._step("Explain", context), pb.ExplainResponse):
+            return answer
         return self._result(request)
 
     def ExplainStream(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:

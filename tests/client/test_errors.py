@@ -21,6 +21,8 @@ from sisguard.client import (
     Unauthenticated,
     Unavailable,
 )
+from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
+from sisguard.wire import WireError, to_tensor
 
 EXPECTED = {
     grpc.StatusCode.CANCELLED: Cancelled,
@@ -152,3 +154,34 @@ async def test_token_travels_as_bearer_metadata_on_plaintext(connect, fake) -> N
     anonymous = connect(fake.address)
     await anonymous.call("predict", "fake", X)
     assert "authorization" not in fake.servicer.metadata[-1]
+
+
+async def test_a_malformed_response_is_invalid_input_chained_to_the_codec(connect, fake) -> None:
+    bad = to_tensor(np.zeros((1, 2), np.float32))
+    bad.data = bad.data[:-2]  # 6 bytes for 2 float32
+    v = pb.VariantPrediction(probabilities=bad, top1=[0], top1_probability=[0.5])
+    fake.servicer.script["Predict"] = [pb.PredictResponse(pair="fake", dense=v)]
+    c = connect(fake.address, retries=0)
+    with pytest.raises(InvalidInput, match=r"the server's probabilities: 6 bytes do not fit shape \[1, 2\]") as info:
+        await c.call("predict", "fake", X)
+    assert isinstance(info.value.__cause__, WireError) and info.value.code is None
+
+
+async def test_values_a_newer_server_may_send_read_as_unspecified(connect, fake) -> None:
+    mask = to_tensor(np.array([True, False]))
+    v = pb.VariantExplanation(status=99, sis=[pb.SubsetExplanation(features=[0], score=0.9, mask=mask)])
+    agreement = pb.Agreement(divergent=True, reasons=[pb.LOW_IOU, 42])
+    fake.servicer.script["Explain"] = [pb.ExplainResponse(pair="fake", dense=v, pruned=v, agreement=agreement)]
+    e = await connect(fake.address, retries=0).call("explain", "fake", X[0])
+    assert e.dense is not None and e.dense.status == "unspecified"
+    assert e.agreement is not None and e.agreement.reasons == ("low_iou",)
+    assert e.agreement.dense_sis_sufficient_for_pruned is None  # unset on the wire: no SIS on that side
+    assert e.agreement.to_dict()["reasons"] == ["low_iou"]
+
+
+async def test_an_array_that_cannot_travel_fails_before_sending(connect, fake) -> None:
+    c = connect(fake.address)
+    with pytest.raises(InvalidInput, match="complex128 cannot be sent; use one of") as info:
+        await c.call("predict", "fake", X.astype(np.complex128))
+    assert isinstance(info.value.__cause__, WireError)
+    assert fake.servicer.calls["Predict"] == 0
