@@ -101,7 +101,7 @@ def run_audit(
     before = inputs_done
     progress = Progress(n, inputs_done, stream, options.progress)
     started = time.monotonic()
-    written, rows_run, workers, backend = 0, 0, 0, "none"
+    written, rows_run, workers, backend, lost = 0, 0, 0, "none", 0
     stopped_by_budget = False
     if todo:
         executor = make_executor(
@@ -130,6 +130,7 @@ def run_audit(
                     break
                 item, result = executor.next_result()
                 if isinstance(result, WorkerLost):
+                    lost += 1
                     retries[item.index] += 1
                     if retries[item.index] > options.retries:
                         raise AuditError(
@@ -161,6 +162,7 @@ def run_audit(
         "seconds": seconds,
         "model_rows": rows_run,
         "stopped_by_budget": stopped_by_budget,
+        "chunks_rerun_after_worker_loss": lost,
         "chunks_left": chunks - len(store.done()),
     }
     summary["run"]["inputs_per_second"] = (inputs_done - before) / seconds if written and seconds > 0 else None

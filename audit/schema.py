@@ -9,8 +9,9 @@
   ``m_baseline_score``, ``m_evaluations`` (the engine's count).
 * per compared model ``o`` in ``pruned``, ``control`` (against the dense model): every field of
   :class:`sisguard.sis.AgreementResult` as ``o_agree_<field>``, and the verdict's explanation
-  measures plus ``output_tv`` and ``top1_disagreement`` as ``o_<measure>`` (null where it does not
-  apply, e.g. no dense SIS).
+  measures plus ``output_tv`` and ``top1_disagreement`` as ``o_<measure>``.
+
+Where a value does not apply (no SIS on a side, no BackSelect trace) it is null, never NaN.
 """
 
 from __future__ import annotations

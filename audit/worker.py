@@ -15,6 +15,7 @@ import asyncio
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -41,6 +42,11 @@ class ChunkOutput:
     rows: dict[str, int]  # model rows run per variant
     seconds: float
     worker: str
+
+
+def _finite(value: object) -> object:
+    """NaN (the engine's "does not apply") becomes None: a null in Parquet."""
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def _softmax(raw: np.ndarray) -> np.ndarray:
@@ -151,7 +157,7 @@ class ChunkWorker:
             row[f"{v}_sis_scores"] = [float(s.score) for s in r.collection]
             row[f"{v}_trace_order"] = [list(t.order) for t in r.backselect]
             row[f"{v}_trace_scores"] = [list(t.scores) for t in r.backselect]
-            row[f"{v}_baseline_score"] = float(r.baseline_score)
+            row[f"{v}_baseline_score"] = _finite(float(r.baseline_score))
             row[f"{v}_evaluations"] = int(r.evaluations)
         dense = e.dense
         order = dense.backselect[0].order if dense is not None and dense.backselect else ()
@@ -160,7 +166,7 @@ class ChunkWorker:
                 continue
             for f in AGREEMENT_FIELDS:
                 value = None if agreement is None else getattr(agreement, f)
-                row[f"{other}_agree_{f}"] = list(value) if f == "reasons" and value is not None else value
+                row[f"{other}_agree_{f}"] = list(value) if f == "reasons" and value is not None else _finite(value)
             path = None
             if order:
                 path = await score_along_path(
@@ -184,7 +190,7 @@ class ChunkWorker:
             values["output_tv"] = 0.5 * float(np.abs(probs["dense"] - probs[other]).sum())
             values["top1_disagreement"] = float(top1["dense"] != top1[other])
             for m in MEASURES:
-                row[f"{other}_{m}"] = values.get(m)
+                row[f"{other}_{m}"] = _finite(values.get(m))
         return row
 
     # -- a chunk ----------------------------------------------------------------------------
@@ -197,7 +203,9 @@ class ChunkWorker:
         async def run() -> list[dict[str, object]]:
             return [await self._one(np.ascontiguousarray(x)) for x in chunk.x]
 
-        rows = asyncio.run(run())
+        # A thread of its own: the host may already run an event loop on this thread (Ray actors do).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sisguard-audit") as thread:
+            rows = thread.submit(asyncio.run, run()).result()
         columns: dict[str, list] = {
             "id": [int(i) for i in chunk.ids],
             "source": list(chunk.sources),
