@@ -556,8 +556,9 @@ async def find_sis(
     23
     """
     search = SISSearch(x, baseline, groups, params, progress, full_score=full_score)
-    if isinstance(score, SearchDriver):
-        await score.drive(search)
+    drive = getattr(score, "drive", None)  # a SearchDriver (cheaper than a runtime Protocol check)
+    if drive is not None:
+        await drive(search)
     else:
         await _drive(search, score)
     return search.result()
