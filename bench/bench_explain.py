@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -100,6 +101,25 @@ CNN_RECIPE = {
 }
 
 
+# The small 3×32×32 CNN (two strided convolutions, a max-pool, one linear layer; ~10 µs a row on one
+# core), weight-thresholded to 50 %: cheap enough per row for 2×2 patches (d = 256) and pixels (d = 1024).
+SMALL_RECIPE = {
+    "width": 8,
+    "classes": 8,
+    "n": 2000,
+    "seed": 0,
+    "method": "wt",
+    "ratio": 0.5,
+    "cycles": 1,
+    "train_epochs": 12,
+    "train_lr": 1e-2,
+    "retrain_epochs": 2,
+    "retrain_lr": 1e-3,
+}
+WIDE_SIDE = 64  # the memory check's input: 1×64×64, one feature per pixel (d = 4096)
+WIDE_BATCH_K = 16  # exact mode at d = 4096 needs 8.4 M rows per model; batched(16) has the same memory pattern
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -135,6 +155,82 @@ def cnn_pair() -> Path:
     run_prune(model, data, config, tmp, name="cnn32")
     tmp.rename(out)
     log(f"[cnn32] done in {time.monotonic() - started:.0f} s")
+    return out
+
+
+def small_pair() -> Path:
+    """Train and prune the small CNN pair once; later runs reuse ``.cache/bench/small32-<key>``."""
+    key = "-".join(str(v) for v in SMALL_RECIPE.values())
+    out = CACHE / f"small32-{key}"
+    if (out / "dense.onnx").is_file() and (out / "pruned.onnx").is_file() and (out / "manifest.json").is_file():
+        return out
+    from torch import nn
+
+    from sisguard.prune.data import synthetic32
+    from sisguard.prune.pipeline import PruneConfig, run_prune
+    from sisguard.prune.train import TrainConfig
+
+    r = SMALL_RECIPE
+    w = int(r["width"])
+    log(f"[small32] training and pruning the small CNN pair (once; cached in {out}) ...")
+    started = time.monotonic()
+    data = synthetic32(int(r["n"]), seed=int(r["seed"]))
+    model = nn.Sequential(
+        nn.Conv2d(3, w, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(w, 2 * w, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(2 * w * 4 * 4, int(r["classes"])),
+    )
+    config = PruneConfig(
+        method=str(r["method"]),
+        ratio=float(r["ratio"]),
+        cycles=int(r["cycles"]),
+        train=TrainConfig(epochs=int(r["train_epochs"]), lr=float(r["train_lr"])),
+        retrain=TrainConfig(epochs=int(r["retrain_epochs"]), lr=float(r["retrain_lr"])),
+        seed=int(r["seed"]),
+    )
+    tmp = out.with_name(out.name + ".tmp")
+    run_prune(model, data, config, tmp, name="small32", control=False)
+    tmp.rename(out)
+    log(f"[small32] done in {time.monotonic() - started:.0f} s")
+    return out
+
+
+def wide_pair() -> Path:
+    """A linear 1×64×64 → 2 logits pair (pruned: half its weights zeroed), built with onnx.helper.
+    Positive weights on class 0 and a bias towards class 1: inputs in [0, 1) are class 0 with about
+    0.8 confidence, the all-zero baseline is class 1 (so every explanation runs BackSelect)."""
+    out = CACHE / f"wide{WIDE_SIDE}-v2"
+    if (out / "dense.onnx").is_file() and (out / "pruned.onnx").is_file():
+        return out
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    n = WIDE_SIDE * WIDE_SIDE
+    weights = np.stack([8.0 * np.abs(rng.normal(size=n)) / n, rng.normal(0, 0.1, size=n) / np.sqrt(n)], axis=1)
+    weights = weights.astype(np.float32)
+    pruned = np.where(np.abs(weights) >= np.median(np.abs(weights), axis=0), weights, 0).astype(np.float32)
+    bias = np.array([0.0, 2.0], dtype=np.float32)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, w in (("dense", weights), ("pruned", pruned)):
+        graph = helper.make_graph(
+            [
+                helper.make_node("Flatten", ["x"], ["flat"], axis=1),
+                helper.make_node("MatMul", ["flat", "w"], ["scores"]),
+                helper.make_node("Add", ["scores", "b"], ["logits"]),
+            ],
+            name,
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, WIDE_SIDE, WIDE_SIDE])],
+            [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
+            [numpy_helper.from_array(w, "w"), numpy_helper.from_array(bias, "b")],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        onnx.save(model, str(out / f"{name}.onnx"))
     return out
 
 
@@ -364,6 +460,7 @@ class Setting:
     patch: tuple[int, int]
     max_sis: int
     inputs: np.ndarray
+    repeats: int | None = None  # timed rounds per input; None: the run's --repeats
 
     def groups(self) -> np.ndarray:
         from sisguard.sis import patch_groups, pixel_groups
@@ -402,6 +499,7 @@ class Row:
     grpc_ms: list[float] = field(default_factory=list)
     ort_ms: list[float] = field(default_factory=list)
     plain_ms: list[float] = field(default_factory=list)
+    plain_cpu_ms: list[float] = field(default_factory=list)
     grpc_cpu_ms: list[float] = field(default_factory=list)
     ort_cpu_ms: list[float] = field(default_factory=list)
     evaluations: list[int] = field(default_factory=list)
@@ -425,11 +523,14 @@ async def time_setting(
     groups = setting.groups()
     row = Row(setting.label, int(groups.max()) + 1)
     # warm-up: one explanation of a perturbed input (distinct bytes: never a cache hit later)
-    await stub.Explain(request(setting, np.clip(setting.inputs[0] * 0.98, 0, None)))
+    # (batched mode where d is large: it warms the same code paths at a fraction of the cost)
+    warm_k = 64 if row.d > 256 else 1
+    await stub.Explain(request(setting, np.clip(setting.inputs[0] * 0.98, 0, None), batch_k=warm_k, budget=BUDGET - 1))
     recorder.take()
     for x in setting.inputs:
         best = {"grpc": np.inf, "ort": np.inf, "plain": np.inf, "grpc_cpu": np.inf, "ort_cpu": np.inf}
-        for rep in range(repeats):
+        best["plain_cpu"] = np.inf
+        for rep in range(setting.repeats or repeats):
             cpu, started = time.process_time(), time.perf_counter()
             resp = await stub.Explain(request(setting, x, budget=BUDGET + rep))
             best["grpc"] = min(best["grpc"], time.perf_counter() - started)
@@ -440,13 +541,16 @@ async def time_setting(
             cpu = time.process_time()
             best["ort"] = min(best["ort"], replay(sessions, batches, x))
             best["ort_cpu"] = min(best["ort_cpu"], time.process_time() - cpu)
+            cpu = time.process_time()
             plain, plain_s = plain_pair(sessions, x, groups, setting.max_sis)
             best["plain"] = min(best["plain"], plain_s)
+            best["plain_cpu"] = min(best["plain_cpu"], time.process_time() - cpu)
         row.n += 1
         row.grpc_ms.append(1e3 * best["grpc"])
         row.ort_ms.append(1e3 * best["ort"])
         row.plain_ms.append(1e3 * best["plain"])
         row.grpc_cpu_ms.append(1e3 * best["grpc_cpu"])
+        row.plain_cpu_ms.append(1e3 * best["plain_cpu"])
         row.ort_cpu_ms.append(1e3 * best["ort_cpu"])
         row.evaluations.append(resp.dense.evaluations + resp.pruned.evaluations)
         same = True
@@ -495,6 +599,112 @@ async def batched_table(stub: pb_grpc.SISGuardStub, setting: Setting, ks: Sequen
     return [rows[k] for k in (1, *ks)]
 
 
+@dataclass
+class ConcurrencyRow:
+    concurrency: int
+    explanations: int
+    rate: float
+    plain_rate: float
+    rows_per_run: float
+    runs_per_explanation: float
+
+
+async def concurrency_table(
+    stub: pb_grpc.SISGuardStub,
+    recorder: BatchRecorder,
+    sessions: PairSessions,
+    setting: Setting,
+    levels: Sequence[int],
+) -> list[ConcurrencyRow]:
+    """Explanations per second with ``c`` clients at once, each taking the next of the setting's
+    inputs; right before each level the plain loop explains the same inputs one after another."""
+    groups = setting.groups()
+    out: list[ConcurrencyRow] = []
+    for level, c in enumerate(levels):
+        started = time.perf_counter()
+        for x in setting.inputs:
+            plain_pair(sessions, x, groups, setting.max_sis)
+        plain_rate = len(setting.inputs) / (time.perf_counter() - started)
+        recorder.take()
+        todo = list(enumerate(setting.inputs))
+
+        async def client(todo: list[tuple[int, np.ndarray]], level: int) -> None:
+            while todo:
+                i, x = todo.pop()
+                # a distinct budget per level and input: never served from the cache
+                resp = await stub.Explain(request(setting, x, budget=BUDGET + 1000 * (level + 1) + i))
+                if resp.cached:
+                    raise RuntimeError("benchmark request was served from the cache")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client(todo, level) for _ in range(c)))
+        rate = len(setting.inputs) / (time.perf_counter() - started)
+        sizes = [n for model, runs in recorder.take().items() if model.startswith(f"{setting.pair}.") for n in runs]
+        out.append(
+            ConcurrencyRow(
+                c, len(setting.inputs), rate, plain_rate, statistics.mean(sizes), len(sizes) / len(setting.inputs)
+            )
+        )
+    return out
+
+
+@dataclass
+class MemoryRow:
+    d: int
+    evaluations: int
+    seconds: float
+    before_mb: float
+    peak_mb: float
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+async def memory_check(stub: pb_grpc.SISGuardStub) -> MemoryRow | None:
+    """Peak resident-set growth of the serving process during one d = 4096 explanation."""
+    if not Path("/proc/self/statm").is_file():
+        return None
+    rng = np.random.default_rng(0)
+
+    def req(x: np.ndarray, k: int) -> pb.ExplainRequest:
+        return pb.ExplainRequest(
+            pair="wide",
+            input=from_numpy(x),
+            threshold_relative=RELATIVE_TAU,
+            features=pb.PIXEL,
+            baseline=pb.ZEROS,
+            max_sis=1,
+            variants=pb.BOTH,
+            mode=pb.BATCHED,
+            batch_k=k,
+            max_evaluations=BUDGET,
+        )
+
+    shape = (1, WIDE_SIDE, WIDE_SIDE)
+    await stub.Explain(req(rng.random(shape, dtype=np.float32), 512))  # warm-up: every code path once
+    gc.collect()
+    before = peak = _rss_mb()
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.wait(0.002):
+            peak = max(peak, _rss_mb())
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    started = time.perf_counter()
+    try:
+        resp = await stub.Explain(req(rng.random(shape, dtype=np.float32), WIDE_BATCH_K))
+    finally:
+        stop.set()
+        sampler.join()
+    seconds = time.perf_counter() - started
+    return MemoryRow(WIDE_SIDE * WIDE_SIDE, resp.dense.evaluations + resp.pruned.evaluations, seconds, before, peak)
+
+
 # -- printing -----------------------------------------------------------------------------------
 
 
@@ -509,26 +719,60 @@ def print_tables(
     args: argparse.Namespace,
     load: tuple[float, float],
     capacity: tuple[float, float],
+    concurrency: list[ConcurrencyRow],
+    memory: MemoryRow | None,
 ) -> None:
     print(
         f"\n## Explain benchmark ({'quick' if args.quick else 'default'} run): {platform.machine()}, "
         f"{_cpus()} CPUs, onnxruntime {ort.__version__} CPUExecutionProvider, intra_op_threads={args.threads}, "
         f"max_batch_size={MAX_BATCH}, tau = {RELATIVE_TAU} * f_dense(x), zero baseline; best of {args.repeats} "
-        f"per input; load average {load[0]:.1f} at start, {load[1]:.1f} at end; the two cnn32 models side by side "
-        f"on two threads ran {capacity[0]:.2f}× (start) and {capacity[1]:.2f}× (end) as fast as one after the other\n"
+        f"per input (d = 1024: best of 1); load average {load[0]:.1f} at start, {load[1]:.1f} at end; the two "
+        f"cnn32 models side by side on two threads ran {capacity[0]:.2f}× (start) and {capacity[1]:.2f}× (end) "
+        "as fast as one after the other\n"
     )
     print(
-        "| setting | d | inputs | evaluations / expl. (pair) | gRPC ms / expl. | pure ORT ms | "
-        "gRPC / ORT (target ≤ 1.15) | same, CPU time | plain ms | speed-up vs plain (target ≥ 2×) | "
-        "SIS (empty) | no SIS | same SIS as plain |"
+        "| setting | d | inputs | evaluations / expl. (pair) | sisguard gRPC ms | plain ms | "
+        "plain ÷ sisguard (target ≥ 2×) | CPU ms sisguard | CPU ms plain | CPU plain ÷ sisguard (target ≥ 1) | "
+        "pure ORT ms, same rows | sisguard ÷ ORT (target ≤ 1.15) | CPU sisguard ÷ ORT | SIS (empty) | no SIS | "
+        "same SIS as plain |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         g, o, p = sum(r.grpc_ms), sum(r.ort_ms), sum(r.plain_ms)
+        gc, oc, pc = sum(r.grpc_cpu_ms), sum(r.ort_cpu_ms), sum(r.plain_cpu_ms)
         print(
             f"| {r.setting} | {r.d} | {r.n} | {statistics.mean(r.evaluations):,.0f} | {_fmt_ms(r.grpc_ms)} | "
-            f"{_fmt_ms(r.ort_ms)} | {g / o:.2f} | {sum(r.grpc_cpu_ms) / sum(r.ort_cpu_ms):.2f} | "
-            f"{_fmt_ms(r.plain_ms)} | {p / g:.2f}× | {r.sis} ({r.empty}) | {r.no_sis} | {r.same}/{r.n} |"
+            f"{_fmt_ms(r.plain_ms)} | {p / g:.2f}× | {_fmt_ms(r.grpc_cpu_ms)} | {_fmt_ms(r.plain_cpu_ms)} | "
+            f"{pc / gc:.2f} | {_fmt_ms(r.ort_ms)} | {g / o:.2f} | {gc / oc:.2f} | {r.sis} ({r.empty}) | "
+            f"{r.no_sis} | {r.same}/{r.n} |"
+        )
+    if concurrency:
+        n = concurrency[0].explanations
+        print(
+            f"\n### Concurrent explanations: digits, pixels (d = 64), first SIS, {n} distinct inputs per level; "
+            f"the plain loop runs them one after another in the same run\n"
+        )
+        print(
+            "| client concurrency | sisguard explanations / s | plain loop, sequential, explanations / s | "
+            "sisguard ÷ plain (target ≥ 4× at 16) | rows per model run (mean) | model runs per explanation (pair) |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|")
+        for c in concurrency:
+            print(
+                f"| {c.concurrency} | {c.rate:.1f} | {c.plain_rate:.1f} | {c.rate / c.plain_rate:.2f}× | "
+                f"{c.rows_per_run:.1f} | {c.runs_per_explanation:.0f} |"
+            )
+    if memory is not None:
+        m = memory
+        print(
+            f"\n### Memory: a 1×{WIDE_SIDE}×{WIDE_SIDE} linear pair, one feature per pixel (d = {m.d}), "
+            f"batched({WIDE_BATCH_K}), first SIS; resident set of the process serving it (server and client)\n"
+        )
+        print("| d | evaluations (pair) | seconds | RSS before, MB | peak RSS during, MB | growth, MB (target ≤ 200) |")
+        print("|---:|---:|---:|---:|---:|---:|")
+        print(
+            f"| {m.d} | {m.evaluations:,} | {m.seconds:.1f} | {m.before_mb:.0f} | {m.peak_mb:.0f} | "
+            f"{m.peak_mb - m.before_mb:.1f} |"
         )
     print(f"\n### batched(k) vs exact: digits, one feature per pixel (d = 64), first SIS, {n_batched} test images\n")
     print(
@@ -558,10 +802,9 @@ def _cpus() -> int:
 # -- main ---------------------------------------------------------------------------------------
 
 
-def write_config(folder: Path, cnn_dir: Path, threads: int) -> Path:
+def write_config(folder: Path, dirs: dict[str, Path], threads: int) -> Path:
     pairs = [
-        {"name": "digits", "dense": str(DIGITS_DIR / "dense.onnx"), "pruned": str(DIGITS_DIR / "pruned.onnx")},
-        {"name": "cnn32", "dense": str(cnn_dir / "dense.onnx"), "pruned": str(cnn_dir / "pruned.onnx")},
+        {"name": name, "dense": str(d / "dense.onnx"), "pruned": str(d / "pruned.onnx")} for name, d in dirs.items()
     ]
     for p in pairs:
         p.update(output_kind="logits", max_batch_size=MAX_BATCH)
@@ -582,25 +825,25 @@ def write_config(folder: Path, cnn_dir: Path, threads: int) -> Path:
 async def run(args: argparse.Namespace) -> None:
     quick = args.quick
     load_start = os.getloadavg()[0]
-    cnn_dir = cnn_pair()
-    manifest = json.loads((cnn_dir / "manifest.json").read_text())
+    dirs = {"digits": DIGITS_DIR, "cnn32": cnn_pair(), "small32": small_pair(), "wide": wide_pair()}
+    manifest = json.loads((dirs["cnn32"] / "manifest.json").read_text())
+    small_manifest = json.loads((dirs["small32"] / "manifest.json").read_text())
     n_digits = 8 if quick else 32
-    n_cnn64, n_cnn256 = (1, 1) if quick else (4, 2)
+    n_cnn, n_small256, n_small1024 = (1, 1, 1) if quick else (4, 4, 2)
     digits = digits_inputs(n_digits)
     settings = [
         Setting("digits, pixels, first SIS", "digits", pb.PIXEL, (1, 1), 1, digits),
         Setting("digits, pixels, full collection", "digits", pb.PIXEL, (1, 1), 64, digits),
-        Setting("cnn32, 4×4 patches, first SIS", "cnn32", pb.PATCH, (4, 4), 1, cnn_inputs(n_cnn64)),
-        Setting("cnn32, 2×2 patches, first SIS", "cnn32", pb.PATCH, (2, 2), 1, cnn_inputs(n_cnn256)),
+        Setting("cnn32, 4×4 patches, first SIS", "cnn32", pb.PATCH, (4, 4), 1, cnn_inputs(n_cnn)),
+        Setting("small32, 2×2 patches, first SIS", "small32", pb.PATCH, (2, 2), 1, cnn_inputs(n_small256)),
+        Setting("small32, pixels, first SIS", "small32", pb.PIXEL, (1, 1), 1, cnn_inputs(n_small1024), repeats=1),
     ]
     batched_inputs = digits_inputs(min(32, args.batched_images) if quick else args.batched_images)
-    sessions = {
-        "digits": PairSessions.open("digits", DIGITS_DIR, args.threads),
-        "cnn32": PairSessions.open("cnn32", cnn_dir, args.threads),
-    }
+    concurrent = Setting("digits", "digits", pb.PIXEL, (1, 1), 1, digits_inputs(16 if quick else 64))
+    sessions = {name: PairSessions.open(name, dirs[name], args.threads) for name in ("digits", "cnn32", "small32")}
     capacity_start = parallel_capacity(sessions["cnn32"])
     with tempfile.TemporaryDirectory() as tmp:
-        app = App(load_settings(write_config(Path(tmp), cnn_dir, args.threads)))
+        app = App(load_settings(write_config(Path(tmp), dirs, args.threads)))
         recorder = BatchRecorder(app.dataplane.observer)
         app.dataplane.observer = recorder  # type: ignore[assignment]  # set before start: the batchers get it
         port = await app.start()
@@ -609,23 +852,34 @@ async def run(args: argparse.Namespace) -> None:
                 f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 64 << 20)]
             ) as channel:
                 stub = pb_grpc.SISGuardStub(channel)
+                log("[bench] memory: one d = 4096 explanation ...")
+                memory = await memory_check(stub)
                 rows = []
                 for s in settings:
                     log(f"[bench] {s.label}: {len(s.inputs)} inputs ...")
                     rows.append(await time_setting(stub, recorder, sessions[s.pair], s, args.repeats))
+                log(f"[bench] concurrency 1/4/16 on {len(concurrent.inputs)} digits inputs ...")
+                concurrency = await concurrency_table(stub, recorder, sessions["digits"], concurrent, (1, 4, 16))
                 log(f"[bench] batched(k) table on {len(batched_inputs)} digits test images ...")
                 bsetting = Setting("digits", "digits", pb.PIXEL, (1, 1), 1, batched_inputs)
                 batched = await batched_table(stub, bsetting, (2, 4, 8))
         finally:
             await app.stop(grace=0.5)
     acc = {v: round(manifest["accuracy"][v]["onnx"], 3) for v in ("dense", "pruned")}
+    small_acc = {v: round(small_manifest["accuracy"][v]["onnx"], 3) for v in ("dense", "pruned")}
     capacity = (capacity_start, parallel_capacity(sessions["cnn32"]))
-    print_tables(rows, batched, len(batched_inputs), args, (load_start, os.getloadavg()[0]), capacity)
+    load = (load_start, os.getloadavg()[0])
+    print_tables(rows, batched, len(batched_inputs), args, load, capacity, concurrency, memory)
     print(
         f"\ncnn32 pair: resnet_cifar(width={CNN_RECIPE['width']}) on synthetic32 "
         f"({CNN_RECIPE['n']} samples, {CNN_RECIPE['train_epochs']} epochs), FT-pruned to ratio "
         f"{manifest['ratio']:.2f} in {CNN_RECIPE['cycles']} cycles; ONNX test accuracy dense {acc['dense']}, "
         f"pruned {acc['pruned']}; FLOPs dense {manifest['flops']['dense']:,}, pruned {manifest['flops']['pruned']:,}"
+    )
+    print(
+        f"small32 pair: two strided 3×3 convolutions (width {SMALL_RECIPE['width']}), max-pool, linear, on "
+        f"synthetic32; WT-pruned to ratio {small_manifest['ratio']:.2f}; ONNX test accuracy dense "
+        f"{small_acc['dense']}, pruned {small_acc['pruned']}"
     )
 
 
