@@ -44,6 +44,16 @@ class ChunkOutput:
     worker: str
 
 
+def _one_thread_pools() -> object | None:
+    """A worker is one core's worth of work: BLAS/OpenMP pools of one thread (as Ray sets for its
+    actors through OMP_NUM_THREADS), so workers do not oversubscribe the cores they share."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # threadpoolctl comes with scikit-learn (the audit extra)
+        return None
+    return threadpool_limits(limits=1)
+
+
 def _finite(value: object) -> object:
     """NaN (the engine's "does not apply") becomes None: a null in Parquet."""
     return None if isinstance(value, float) and math.isnan(value) else value
@@ -64,6 +74,7 @@ class ChunkWorker:
         from sisguard.server.runtime.providers import choose_providers, create_session
 
         self.spec = spec
+        self._limits = _one_thread_pools()
         choice = choose_providers(list(spec.providers), 0)
         self.sessions = {}
         for model in spec.models:
