@@ -215,6 +215,12 @@ class _Masker:
         idx = self.indices(features)
         state[idx] = self._base[idx]
 
+    def mask_one(self, state: np.ndarray, feature: int) -> None:
+        """Set one feature of ``state`` to the baseline, in place."""
+        start = int(self._starts[feature])
+        idx = self._order[start : start + int(self._sizes[feature])]
+        state[idx] = self._base[idx]
+
     def rows(self, state: np.ndarray, features: np.ndarray) -> np.ndarray:
         """``(len(features), n)``: row ``i`` is ``state`` with ``features[i]`` masked."""
         out = np.repeat(state[None, :], features.size, axis=0)
@@ -460,24 +466,26 @@ class SISSearch:
         step = 0
         while rem.size:
             s = yield from self._masked(state, rem)
-            if batch_k == 1 or rem.size == 1:
+            if batch_k == 1 or rem.size == 1:  # one removal: the exact step
                 best = int(s.argmax())
                 if s[best] != s[best]:  # argmax lands on the first NaN when there is one; NaN ranks last
                     best = int(np.argmax(np.where(np.isnan(s), -np.inf, s)))
-                picks = np.array([best])
+                feature = int(rem[best])
+                self._masker.mask_one(state, feature)
+                order.append(feature)
+                scores.append(float(s[best]))
+                exact.append(True)
+                rem = np.concatenate((rem[:best], rem[best + 1 :]))
             else:
                 picks = np.argsort(-np.where(np.isnan(s), -np.inf, s), kind="stable")[:batch_k]
-            chosen = rem[picks]
-            self._masker.mask(state, chosen)
-            order.extend(int(f) for f in chosen)
-            scores.extend(float(v) for v in s[picks[:-1]])
-            exact.extend([False] * (picks.size - 1))
-            if picks.size > 1:
+                chosen = rem[picks]
+                self._masker.mask(state, chosen)
+                order.extend(int(f) for f in chosen)
+                scores.extend(float(v) for v in s[picks[:-1]])
+                exact.extend([False] * (picks.size - 1))
                 scores.append(float((yield from self._inputs(state[None, :].copy()))[0]))
-            else:
-                scores.append(float(s[picks[0]]))
-            exact.append(True)
-            rem = np.delete(rem, picks) if picks.size > 1 else np.concatenate((rem[: picks[0]], rem[picks[0] + 1 :]))
+                exact.append(True)
+                rem = np.delete(rem, picks)
             if self.progress is not None:
                 self.progress(
                     ProgressEvent(round=round_, step=step, features_left=int(rem.size), evaluations=self.evaluations)
