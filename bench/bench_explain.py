@@ -1,48 +1,52 @@
-"""Explain benchmark: SIS of a dense/pruned pair over gRPC, side by side with pure ONNX Runtime.
+"""Explain benchmark: SIS of dense/pruned pairs over gRPC, side by side with the plain loop and pure ONNX Runtime.
 
 Run from the repository root::
 
-    python bench/bench_explain.py            # default run: about 2.5 min on 2 cores
-    python bench/bench_explain.py --quick    # short run: about 50 s
+    python bench/bench_explain.py            # default run: about 10 min on 2 cores
+    python bench/bench_explain.py --quick    # short run: about 3 min
 
-The first run also trains and prunes the CNN pair (about 1 min on 2 cores) and caches it under
-``.cache/bench/``; the timings above are for later runs.
+The first run also trains and prunes the two CNN pairs (about 2 min on 2 cores) and caches them
+under ``.cache/bench/``; the timings above are for later runs.
 
 One run starts a real sisguard server on a free loopback port (``sisguard.v1.SISGuard/Explain``
-through the generated stubs) serving two pairs, and measures, per setting:
+through the generated stubs) serving four pairs, and measures, per setting:
 
 * ``digits`` — the bundled pair, input ``[1, 8, 8]``, one feature per pixel (d = 64): the first
   SIS (``max_sis=1``) and the full collection (``max_sis=64``, i.e. until the rest of the input is
   no longer sufficient);
 * ``cnn32`` — ``resnet_cifar(width=8)`` trained briefly on ``synthetic32`` and FT-pruned to 50 %
-  with ``sisguard.prune`` (cached under ``.cache/bench/``), input ``[3, 32, 32]``, 4×4 patches
-  (d = 64) and 2×2 patches (d = 256), first SIS.
+  with ``sisguard.prune``, input ``[3, 32, 32]``, 4×4 patches (d = 64), first SIS;
+* ``small32`` — a small CNN (two strided convolutions, a max-pool, a linear layer) on the same
+  data, WT-pruned to 50 %: 2×2 patches (d = 256) and pixels (d = 1024), first SIS.
 
 Columns: milliseconds per explanation of the pair (both models, client-side wall time of the unary
-call), score evaluations of the pair (dense + pruned), and two ratios measured in the same run:
-
-1. ``gRPC / ORT`` — explain time ÷ the time pure ONNX Runtime needs for exactly the batches the
-   server ran (their number and sizes are recorded through the batchers' observer hook), replayed
-   in-process through sessions with the server's options; the dense and the pruned batches are
-   replayed on two threads at once, as the server runs the two models (target ≤ 1.15);
-2. ``speed-up`` — a plain in-process implementation written the straightforward way (per step the
-   masks of every remaining feature via ``np.where`` over the whole step, one model call per step,
-   dense then pruned) ÷ explain time (target ≥ 2×). The plain implementation also checks the
-   server's answer: ``same`` counts explanations whose SIS collections are identical.
+call) and process CPU time, for sisguard and for a plain in-process implementation written the
+straightforward way (per step the masks of every remaining feature via ``np.where`` over the whole
+step, one model call per step, dense then pruned, ONNX Runtime sessions with the server's options);
+``plain ÷ sisguard`` for both (targets ≥ 2× wall, ≥ 1 CPU). ``sisguard ÷ ORT``: explain time ÷ the
+time pure ONNX Runtime needs for exactly the batches the server ran (their number and sizes are
+recorded through the batchers' observer hook), replayed in-process, dense and pruned on two threads
+at once as the server runs them (target ≤ 1.15). The plain implementation also checks the server's
+answer: ``same`` counts explanations whose SIS collections are identical.
 
 τ is relative: τ = 0.9·f_dense(x) for the dense top-1 class (baseline: zeros), so the dense model
 always reaches τ on the full input and has a SIS; ``empty`` counts SIS that came out empty (the
 all-masked baseline alone already reaches τ) and ``no SIS`` variants that were not confident
 (the pruned model's f(x) < τ).
 
-The header also reports the load average and the machine's *parallel capacity*: how much faster the
-two CNN models run side by side on two threads than one after the other (about 2 on two idle
-cores). Running the two models at once is the server's only structural edge over the plain loop,
-so this bounds the speed-up on a compute-bound pair.
+The header reports the load average and the machine's *parallel capacity*: how much faster the two
+cnn32 models run side by side on two threads than one after the other (about 2 on two idle cores).
+Running the two models at once is the server's structural edge over the plain loop, so this bounds
+the wall-time speed-up on a compute-bound pair.
 
-Finally the ``batched(k)`` table on the digits test images: evaluations saved against ``exact``
-and the Jaccard overlap (IoU) of the first SIS with the exact one, per model, over the inputs whose
-exact SIS is non-empty.
+Then: explanations per second on digits with 1, 4 and 16 concurrent clients (distinct inputs)
+against the plain loop explaining the same inputs one after another, measured right before each
+level (target ≥ 4× at 16), with the rows per model run the server's step scheduler reached; the
+resident-set growth of the serving process during one d = 4096 explanation (a linear 1×64×64 pair,
+batched(16) mode: exact mode would need 8.4 M rows per model; the memory pattern is the same,
+target ≤ +200 MB); and the ``batched(k)`` table on the digits test images: evaluations saved against
+``exact`` and the Jaccard overlap (IoU) of the first SIS with the exact one, per model, over the
+inputs whose exact SIS is non-empty.
 """
 
 from __future__ import annotations
