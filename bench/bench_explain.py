@@ -75,6 +75,7 @@ import yaml
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
 from sisguard.server.app import App
+from sisguard.server.batching.batcher import Batcher
 from sisguard.server.config import load_settings
 from sisguard.server.runtime.model import ModelRuntime
 from sisguard.server.runtime.providers import choose_providers
@@ -653,6 +654,74 @@ async def concurrency_table(
 
 
 @dataclass
+class HandOffRow:
+    setting: str
+    n: int
+    per_step_ms: list[float] = field(default_factory=list)
+    per_step_cpu_ms: list[float] = field(default_factory=list)
+    scheduler_ms: list[float] = field(default_factory=list)
+    scheduler_cpu_ms: list[float] = field(default_factory=list)
+    same: int = 0
+
+
+async def _engine_pair(
+    batchers: dict[str, Batcher], x: np.ndarray, groups: np.ndarray, target: int, tau: float, per_step: bool
+) -> list[tuple[int, ...]]:
+    """Both models' first BackSelect order, concurrently, through their batchers; ``per_step`` hides
+    the step scheduler behind a plain async score function (one event-loop hop per step)."""
+    from sisguard.sis import SISParams, find_sis
+
+    params = SISParams(threshold=tau, chunk_size=MAX_BATCH)
+    baseline = np.zeros_like(x)
+    runs = []
+    for b in batchers.values():
+        fn = b.score_fn(lambda raw: _softmax_column(raw, target))
+
+        async def step(rows: np.ndarray, fn: Callable[[np.ndarray], object] = fn) -> np.ndarray:
+            return await fn(rows)  # type: ignore[misc, no-any-return]
+
+        runs.append(find_sis(x, baseline, groups, step if per_step else fn, params))
+    return [r.backselect[0].order if r.backselect else () for r in await asyncio.gather(*runs)]
+
+
+async def hand_off_table(sessions: PairSessions, setting: Setting, repeats: int) -> HandOffRow:
+    """The engine in-process, both models at once, through one batcher per model: every BackSelect
+    step handed to the model's thread and back through the event loop (``await score(rows)`` per
+    step, as find_sis drives a plain score function) against the step scheduler running whole
+    searches on the models' threads (what the server does); interleaved, best of ``repeats``."""
+    groups = setting.groups()
+    batchers = {
+        v: Batcher(f"{setting.pair}.{v}", sessions.runtime(v).run, max_batch_size=MAX_BATCH)
+        for v in ("dense", "pruned")
+    }
+    for b in batchers.values():
+        b.start()
+    row = HandOffRow(setting.label, len(setting.inputs))
+    try:
+        for x in setting.inputs:
+            logits = sessions.dense.run(x[None])
+            target = int(np.argmax(logits[0]))
+            tau = RELATIVE_TAU * float(_softmax_column(logits, target)[0])
+            best = {"a": np.inf, "ac": np.inf, "b": np.inf, "bc": np.inf}
+            for _ in range(repeats):
+                orders = []
+                for key, per_step in (("a", True), ("b", False)):
+                    cpu, started = time.process_time(), time.perf_counter()
+                    orders.append(await _engine_pair(batchers, x, groups, target, tau, per_step))
+                    best[key] = min(best[key], time.perf_counter() - started)
+                    best[key + "c"] = min(best[key + "c"], time.process_time() - cpu)
+            row.per_step_ms.append(1e3 * best["a"])
+            row.per_step_cpu_ms.append(1e3 * best["ac"])
+            row.scheduler_ms.append(1e3 * best["b"])
+            row.scheduler_cpu_ms.append(1e3 * best["bc"])
+            row.same += orders[0] == orders[1]
+    finally:
+        for b in batchers.values():
+            await b.close()
+    return row
+
+
+@dataclass
 class MemoryRow:
     d: int
     evaluations: int
@@ -725,6 +794,7 @@ def print_tables(
     capacity: tuple[float, float],
     concurrency: list[ConcurrencyRow],
     memory: MemoryRow | None,
+    hand_off: list[HandOffRow],
 ) -> None:
     print(
         f"\n## Explain benchmark ({'quick' if args.quick else 'default'} run): {platform.machine()}, "
@@ -750,6 +820,23 @@ def print_tables(
             f"{pc / gc:.2f} | {_fmt_ms(r.ort_ms)} | {g / o:.2f} | {gc / oc:.2f} | {r.sis} ({r.empty}) | "
             f"{r.no_sis} | {r.same}/{r.n} |"
         )
+    if hand_off:
+        print(
+            "\n### The engine in-process, both models at once: a hop through the event loop per step vs the step "
+            "scheduler\n"
+        )
+        print(
+            "| setting | inputs | per-step hand-off ms | CPU ms | step scheduler ms | CPU ms | "
+            "hand-off ÷ scheduler, wall | same, CPU | same BackSelect orders |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for h in hand_off:
+            print(
+                f"| {h.setting} | {h.n} | {_fmt_ms(h.per_step_ms)} | {_fmt_ms(h.per_step_cpu_ms)} | "
+                f"{_fmt_ms(h.scheduler_ms)} | {_fmt_ms(h.scheduler_cpu_ms)} | "
+                f"{sum(h.per_step_ms) / sum(h.scheduler_ms):.2f}× | "
+                f"{sum(h.per_step_cpu_ms) / sum(h.scheduler_cpu_ms):.2f}× | {h.same}/{h.n} |"
+            )
     if concurrency:
         n = concurrency[0].explanations
         print(
@@ -864,6 +951,10 @@ async def run(args: argparse.Namespace) -> None:
                     rows.append(await time_setting(stub, recorder, sessions[s.pair], s, args.repeats))
                 log(f"[bench] concurrency 1/4/16 on {len(concurrent.inputs)} digits inputs ...")
                 concurrency = await concurrency_table(stub, recorder, sessions["digits"], concurrent, (1, 4, 16))
+                log("[bench] in-process: per-step hand-off vs step scheduler ...")
+                hand_off = [
+                    await hand_off_table(sessions[s.pair], s, args.repeats) for s in (settings[0], settings[2])
+                ]
                 log(f"[bench] batched(k) table on {len(batched_inputs)} digits test images ...")
                 bsetting = Setting("digits", "digits", pb.PIXEL, (1, 1), 1, batched_inputs)
                 batched = await batched_table(stub, bsetting, (2, 4, 8))
@@ -873,7 +964,7 @@ async def run(args: argparse.Namespace) -> None:
     small_acc = {v: round(small_manifest["accuracy"][v]["onnx"], 3) for v in ("dense", "pruned")}
     capacity = (capacity_start, parallel_capacity(sessions["cnn32"]))
     load = (load_start, os.getloadavg()[0])
-    print_tables(rows, batched, len(batched_inputs), args, load, capacity, concurrency, memory)
+    print_tables(rows, batched, len(batched_inputs), args, load, capacity, concurrency, memory, hand_off)
     print(
         f"\ncnn32 pair: resnet_cifar(width={CNN_RECIPE['width']}) on synthetic32 "
         f"({CNN_RECIPE['n']} samples, {CNN_RECIPE['train_epochs']} epochs), FT-pruned to ratio "
