@@ -21,7 +21,7 @@ from pydantic_settings.exceptions import SettingsError
 
 OutputKind = Literal["logits", "probabilities", "scores"]
 FeatureChoice = Literal["element", "pixel", "patch", "explicit"]
-BaselineChoice = Literal["zeros", "mean", "constant", "blur"]
+BaselineChoice = Literal["zeros", "mean", "constant", "blur", "pad_token", "mask_token"]
 ShiftKind = Literal["uniform", "gaussian", "brightness", "contrast", "blur"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -197,6 +197,38 @@ class ShadowConfig(_Strict):
     shift_probe: ShiftProbeConfig = ShiftProbeConfig()
 
 
+class InputConfig(_Strict):
+    """How one input of a several-input model is fed (docs/byom.md)."""
+
+    name: str = Field(description="The input's name in the ONNX file.")
+    role: Literal["features", "passthrough", "derived"] = Field(
+        description="features: what is predicted on and explained (exactly one input); passthrough: sent with "
+        "each request, the same for every masked copy; derived: computed from the features."
+    )
+    derive: Literal["presence", "zeros", "ones"] | None = Field(
+        None, description="derived only: presence (1 where the feature is not text.pad_token_id), zeros or ones."
+    )
+
+    @model_validator(mode="after")
+    def _derive_only_when_derived(self) -> InputConfig:
+        if (self.role == "derived") != (self.derive is not None):
+            raise ValueError(f"input {self.name}: derive is set exactly when role is derived")
+        return self
+
+
+class TextConfig(_Strict):
+    """Token-id inputs: special ids, the vocabulary and an optional tokenizer for raw text (docs/byom.md)."""
+
+    pad_token_id: int = Field(0, ge=0, description="Padding id: derived attention masks are 0 there.")
+    mask_token_id: int | None = Field(None, ge=0, description="Id of the mask token for baseline=mask_token.")
+    vocab_size: int | None = Field(
+        None, ge=1, description="Token ids must be below this; read from the embedding table when unset."
+    )
+    tokenizer_file: Path | None = Field(
+        None, description="tokenizer.json (Hugging Face tokenizers) sent to clients for raw text."
+    )
+
+
 class PairConfig(_Strict):
     """One dense/pruned model pair."""
 
@@ -212,8 +244,18 @@ class PairConfig(_Strict):
     calibration_file: Path | None = Field(
         None, description="JSON written by `sisguard calibrate`: the control floor, used when there is no control."
     )
-    input_name: str | None = Field(None, description="Input to feed; auto-detected when the model has one.")
-    output_name: str | None = Field(None, description="Output to read; auto-detected when the model has one.")
+    input_name: str | None = Field(
+        None, description="Input carrying the features; auto-detected when the model has one (or input_ids)."
+    )
+    inputs: list[InputConfig] | None = Field(
+        None, description="Every input of a several-input model and how it is fed; auto-detected when unset."
+    )
+    output_name: str | None = Field(
+        None, description="Output to read; auto-detected: the only output, or the only float [batch, classes] one."
+    )
+    feature_names: list[str] = Field(default_factory=list, description="Name of each input element (tabular).")
+    feature_names_file: Path | None = Field(None, description="Text file with one feature name per line.")
+    text: TextConfig | None = Field(None, description="Token-id inputs (text models).")
     output_kind: OutputKind = Field("logits", description="logits (softmax applied), probabilities or scores.")
     class_labels: list[str] = Field(default_factory=list, description="Label of each output column.")
     max_batch_size: int = Field(64, ge=1, le=65536, description="Rows per model run.")
@@ -246,6 +288,12 @@ class PairConfig(_Strict):
             raise ValueError(str(exc.args[0])) from None
         if self.control_sha256 is not None and self.control is None:
             raise ValueError("control_sha256 is set but no control file is configured")
+        if self.feature_names and self.feature_names_file is not None:
+            raise ValueError("set feature_names or feature_names_file, not both")
+        if self.explain.baseline in ("pad_token", "mask_token") and self.text is None:
+            raise ValueError(f"baseline {self.explain.baseline} needs a text section (token ids)")
+        if self.explain.baseline == "mask_token" and self.text is not None and self.text.mask_token_id is None:
+            raise ValueError("baseline mask_token needs text.mask_token_id")
         return self
 
     @field_validator("dense_sha256", "pruned_sha256", "control_sha256")
@@ -270,6 +318,9 @@ class PairConfig(_Strict):
                 "pruned": fix(self.pruned),
                 "control": fix(self.control),
                 "calibration_file": fix(self.calibration_file),
+                "feature_names_file": fix(self.feature_names_file),
+                "text": None if self.text is None
+                else self.text.model_copy(update={"tokenizer_file": fix(self.text.tokenizer_file)}),
                 "explain": explain,
             }
         )

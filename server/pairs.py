@@ -18,6 +18,7 @@ import numpy as np
 from sisguard.server.batching.batcher import FOREGROUND, Batcher, BatchObserver
 from sisguard.server.config import ConfigError, PairConfig, RuntimeConfig
 from sisguard.server.probabilities import to_probabilities
+from sisguard.server.runtime.inputs import InputPlan, RuleConfig
 from sisguard.server.runtime.model import ModelLoadError, ModelRuntime
 from sisguard.server.runtime.providers import ProviderChoice
 from sisguard.sis import ScoreFn
@@ -73,6 +74,8 @@ class Pair:
         self.name = config.name
         self.models: dict[str, ModelRuntime] = {}
         self.variants: tuple[str, ...] = (*VARIANTS, *(("control",) if config.control is not None else ()))
+        rules = None if config.inputs is None else [RuleConfig(i.name, i.role, i.derive) for i in config.inputs]
+        text = config.text
         for variant in self.variants:
             self.models[variant] = ModelRuntime(
                 getattr(config, variant),
@@ -82,8 +85,15 @@ class Pair:
                 input_name=config.input_name,
                 output_name=config.output_name,
                 expected_sha256=getattr(config, f"{variant}_sha256"),
+                input_rules=rules,
+                pad_token_id=0 if text is None else text.pad_token_id,
+                vocab_size=None if text is None else text.vocab_size,
             )
         self._check_signatures()
+        #: the configured feature names (``feature_names`` or ``feature_names_file``), one per element
+        self.feature_names = _feature_names(config, self.input_shape)
+        #: the configured ``text.tokenizer_file``'s JSON, sent to clients for raw text
+        self.tokenizer_json = _read_text(config, "text.tokenizer_file", None if text is None else text.tokenizer_file)
         #: the configured ``explain.group_map_file`` and ``explain.mean_file``, read once at start-up
         self.group_map = _load_npy(self.name, "group_map_file", config.explain.group_map_file)
         self.mean = _load_npy(self.name, "mean_file", config.explain.mean_file)
@@ -114,6 +124,13 @@ class Pair:
                         f"{getattr(self.config, variant)}: {what.replace('_', ' ')} {b} differs from the dense "
                         f"model's {a} ({self.config.dense})"
                     )
+            a_in = [(i.name, i.dtype.name, i.shape, i.role) for i in self.models["dense"].plan.all]
+            b_in = [(i.name, i.dtype.name, i.shape, i.role) for i in self.models[variant].plan.all]
+            if a_in != b_in:
+                raise ModelLoadError(
+                    f"{getattr(self.config, variant)}: inputs {b_in} differ from the dense model's {a_in} "
+                    f"({self.config.dense})"
+                )
         labels = self.config.class_labels
         if labels and len(labels) != self.num_outputs:
             raise ModelLoadError(
@@ -138,6 +155,16 @@ class Pair:
     @property
     def num_outputs(self) -> int:
         return self.models["dense"].num_outputs
+
+    @property
+    def plan(self) -> InputPlan:
+        """How the models' inputs are fed (the features and the other inputs)."""
+        return self.models["dense"].plan
+
+    @property
+    def dynamic(self) -> bool:
+        """The features input has a dynamic axis (a sequence length)."""
+        return self.plan.features.dynamic
 
     def infer_name(self, variant: str) -> str:
         """The model's name in the Open Inference Protocol (:func:`infer_name`)."""
@@ -175,17 +202,39 @@ class Pair:
         return to_probabilities(raw, self.config.output_kind)
 
     def score_fn(
-        self, variant: str, target: int, *, deadline: float | None = None, priority: int = FOREGROUND
+        self,
+        variant: str,
+        target: int,
+        *,
+        deadline: float | None = None,
+        priority: int = FOREGROUND,
+        extras: dict[str, np.ndarray] | None = None,
     ) -> ScoreFn:
-        """The SIS engine's view of one model: ``await fn(batch)`` → the probability of ``target`` per row."""
+        """The SIS engine's view of one model: ``await fn(batch)`` → the probability of ``target`` per row.
+
+        ``extras``: the passed-through inputs of the explained input (one sample each), fed with every
+        masked copy."""
         kind = self.config.output_kind
+        prepare = None if not extras else self.prepare_fn(extras)
 
         def scores(raw: np.ndarray) -> np.ndarray:
             return to_probabilities(raw, kind)[:, target].astype(np.float64)
 
         # also runs whole SIS searches on the model's worker thread, batched step by step with the
         # other explanations on this model (see sisguard.server.batching.steps)
-        return self.batchers[variant].score_fn(scores, deadline=deadline, priority=priority)
+        return self.batchers[variant].score_fn(scores, deadline=deadline, priority=priority, prepare=prepare)
+
+    def prepare_fn(self, extras: dict[str, np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+        """Feature rows → model batch with the passed-through ``extras`` (one sample each) repeated."""
+        plan = self.plan
+
+        def prepare(rows: np.ndarray) -> np.ndarray:
+            n = rows.shape[0]
+            tensors = {plan.features.name: rows}
+            tensors.update({k: np.broadcast_to(v, (n, *v.shape)) for k, v in extras.items()})
+            return plan.pack(tensors)
+
+        return prepare
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -200,6 +249,34 @@ class Pair:
     async def close(self) -> None:
         for b in self.batchers.values():
             await b.close()
+
+
+def _read_text(config: PairConfig, what: str, path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"pair {config.name}: cannot read {what} {path}: {exc}") from exc
+
+
+def _feature_names(config: PairConfig, shape: tuple[int, ...]) -> list[str]:
+    """``feature_names`` or the lines of ``feature_names_file``; one per element of a fixed-shape input."""
+    names = list(config.feature_names)
+    text = _read_text(config, "feature_names_file", config.feature_names_file)
+    if text is not None:
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        return []
+    size = int(np.prod(shape)) if all(d > 0 for d in shape) else -1
+    if len(names) != size:
+        raise ConfigError(
+            f"pair {config.name}: {len(names)} feature names configured, the input has "
+            f"{size if size > 0 else 'a variable number of'} elements"
+        )
+    if len(set(names)) != len(names):
+        raise ConfigError(f"pair {config.name}: feature names must be distinct")
+    return names
 
 
 def _load_npy(pair: str, what: str, path: Path | None) -> np.ndarray | None:

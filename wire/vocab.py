@@ -101,7 +101,7 @@ VariantName = Literal["dense", "pruned"]
 VariantsName = Literal["dense", "pruned", "both"]
 OutputKindName = Literal["logits", "probabilities", "scores"]
 FeatureName = Literal["element", "pixel", "patch", "explicit"]
-BaselineName = Literal["zeros", "mean", "constant", "tensor", "blur"]
+BaselineName = Literal["zeros", "mean", "constant", "tensor", "blur", "pad_token", "mask_token"]
 ModeName = Literal["exact", "batched"]
 StatusName = Literal["found", "not_confident", "baseline_sufficient", "partial"]
 ReasonName: TypeAlias = DivergenceReason  # the engine's names of the divergence reasons
@@ -122,7 +122,15 @@ FEATURES = Vocabulary[FeatureName](
 BASELINES = Vocabulary[BaselineName](
     "baseline",
     pb.BaselineKind,
-    {pb.ZEROS: "zeros", pb.MEAN: "mean", pb.CONSTANT: "constant", pb.CUSTOM: "tensor", pb.BLUR: "blur"},
+    {
+        pb.ZEROS: "zeros",
+        pb.MEAN: "mean",
+        pb.CONSTANT: "constant",
+        pb.CUSTOM: "tensor",
+        pb.BLUR: "blur",
+        pb.PAD_TOKEN: "pad_token",
+        pb.MASK_TOKEN: "mask_token",
+    },
 )
 MODES = Vocabulary[ModeName]("mode", pb.ExplainMode, {pb.EXACT: "exact", pb.BATCHED: "batched"}, default="exact")
 STATUSES = Vocabulary[StatusName](

@@ -163,10 +163,12 @@ class Batcher:
         *,
         deadline: float | None = None,
         priority: int = FOREGROUND,
+        prepare: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> ModelScore:
         """A score function over this model for the SIS engine: ``transform(raw)`` maps the model's
-        ``[n, outputs]`` rows to ``(n,)`` scores (target class, probabilities)."""
-        return ModelScore(self, transform, deadline, priority)
+        ``[n, outputs]`` rows to ``(n,)`` scores (target class, probabilities); ``prepare(rows)``, when
+        given, turns the engine's feature rows into the model's batch (passed-through inputs)."""
+        return ModelScore(self, transform, deadline, priority, prepare)
 
     # -- worker -----------------------------------------------------------------------------
 
@@ -211,6 +213,7 @@ class Batcher:
         for lane in self._lanes:
             if batch and lane is self._lanes[BACKGROUND]:
                 break  # background work never shares a batch with (and so never delays) foreground
+            skipped: list[_Item] = []  # rows of another shape (a dynamic axis): a later batch, in order
             while lane and taken + len(lane[0].rows) <= self.max_batch_size:
                 item = lane.popleft()
                 if item.future.done():  # caller cancelled
@@ -220,8 +223,12 @@ class Batcher:
                     dropped += len(item.rows)
                     item.future.set_exception(DeadlineExceeded(f"deadline passed while queued for model {self.name}"))
                     continue
+                if batch and (item.rows.shape[1:], item.rows.dtype) != (batch[0].rows.shape[1:], batch[0].rows.dtype):
+                    skipped.append(item)
+                    continue
                 batch.append(item)
                 taken += len(item.rows)
+            lane.extendleft(reversed(skipped))
         self._set_queued(self._queued_rows - taken - dropped)
         return batch
 
@@ -292,18 +299,27 @@ class ModelScore:
     model share its runs. Single rows (``await fn(rows)``) go through the batcher as before."""
 
     def __init__(
-        self, batcher: Batcher, transform: Callable[[np.ndarray], np.ndarray], deadline: float | None, priority: int
+        self,
+        batcher: Batcher,
+        transform: Callable[[np.ndarray], np.ndarray],
+        deadline: float | None,
+        priority: int,
+        prepare: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self._batcher = batcher
         self._transform = transform
+        self._prepare = prepare
         self.deadline = deadline
         self.priority = priority
 
     async def __call__(self, rows: np.ndarray) -> np.ndarray:
-        raw = await self._batcher.submit(rows, deadline=self.deadline, priority=self.priority)
+        batch = rows if self._prepare is None else self._prepare(rows)
+        raw = await self._batcher.submit(batch, deadline=self.deadline, priority=self.priority)
         return self._transform(raw)
 
     async def drive(self, search: SISSearch) -> None:
         if self._batcher.closed:
             raise Unavailable(f"model {self._batcher.name} is shutting down")
-        await self._batcher.worker.search(search, self._transform, deadline=self.deadline, priority=self.priority)
+        await self._batcher.worker.search(
+            search, self._transform, deadline=self.deadline, priority=self.priority, prepare=self._prepare
+        )

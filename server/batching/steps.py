@@ -66,6 +66,10 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[None]
     progress: Callable[[ProgressEvent], None] | None
+    #: feature rows -> model batch (passed-through inputs added); None: the rows are the batch
+    prepare: Callable[[np.ndarray], np.ndarray] | None = None
+    #: rows of jobs of one kind (input shape, batch dtype) share a model run; others wait their turn
+    kind: tuple[object, ...] = ()
     cancelled: bool = False
     offset: int = 0  # rows of the current request already scored
     parts: list[np.ndarray] = field(default_factory=list)
@@ -195,8 +199,12 @@ class ModelWorker(Executor):
         *,
         deadline: float | None = None,
         priority: int = FOREGROUND,
+        prepare: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         """Run ``search`` to completion on this model, batched with every other search in flight.
+
+        Only searches over inputs of one shape (and, with ``prepare``, one batch dtype) share a run:
+        inputs of a dynamic length are coalesced with inputs of the same length only.
 
         ``transform(raw)`` turns the model's ``[n, outputs]`` rows into the ``(n,)`` scores the
         search needs (target class, probabilities). ``deadline`` (``time.monotonic()``) fails the
@@ -205,9 +213,12 @@ class ModelWorker(Executor):
         on the event loop, in order, before this returns.
         """
         loop = asyncio.get_running_loop()
-        job = _Job(search, transform, deadline, loop, loop.create_future(), search.progress)
         if search.done:
             return
+        req = search.request
+        probe = None if req is None or prepare is None else prepare(req.rows(0, 1))
+        kind = (search.shape, None if probe is None else probe.dtype)
+        job = _Job(search, transform, deadline, loop, loop.create_future(), search.progress, prepare, kind)
         if job.progress is not None:
             search.progress = job.event
         with self._cond:
@@ -273,6 +284,8 @@ class ModelWorker(Executor):
         for job in jobs:
             if room == 0:
                 break
+            if taken and job.kind != taken[0][0].kind:
+                continue  # another input shape: a later run
             if job.deadline is not None and now >= job.deadline:
                 self._fail(job, DeadlineExceeded(f"deadline passed during the explanation on model {self.name}"))
                 continue
@@ -286,6 +299,7 @@ class ModelWorker(Executor):
         if not taken:
             return
         parts = [job.search.request.rows(a, a + n) for job, a, n in taken]  # type: ignore[union-attr]
+        parts = [p if job.prepare is None else job.prepare(p) for (job, _, _), p in zip(taken, parts, strict=True)]
         self._rotate(taken[0][0])
         started = time.monotonic()
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import numpy as np
@@ -20,7 +20,7 @@ import numpy as np
 from sisguard.server.batching.batcher import FOREGROUND, BatchObserver
 from sisguard.server.config import PairConfig, Settings
 from sisguard.server.core.explain import ExplainOutcome, ExplainUseCase
-from sisguard.server.core.inputs import check_rows
+from sisguard.server.core.named import Given, batch_of
 from sisguard.server.core.registry import PairRegistry
 from sisguard.server.core.resolve import ExplainOptions, default_num_features
 from sisguard.server.errors import InvalidArgument
@@ -61,6 +61,8 @@ class InferRequest:
     input_name: str
     x: np.ndarray
     output_names: Sequence[str] = ()
+    #: the request's other inputs by name (a several-input model)
+    extra_inputs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -137,13 +139,14 @@ class DataPlane:
         return [PairSummary(p, default_num_features(p, self.limits)) for p in self.registry]
 
     async def predict(
-        self, pair_name: str, x: np.ndarray | None, variant: PredictVariant, deadline: float | None
+        self, pair_name: str, given: Given | None, variant: PredictVariant, deadline: float | None
     ) -> PredictResult:
-        """Both (or one) models' probabilities of the rows ``x``; ``None``: no rows were sent."""
+        """Both (or one) models' probabilities of the rows ``given`` (one tensor, or named tensors of a
+        several-input model); ``None``: no rows were sent."""
         pair = self.registry.get(pair_name)
-        if x is None:
+        if given is None and not pair.plan.others:
             raise InvalidArgument(f"inputs missing: expected a tensor [batch, {', '.join(map(str, pair.input_shape))}]")
-        check_rows(pair, x, self.limits)
+        x = batch_of(pair, given, self.limits)
         variants = VARIANTS if variant == "both" else (variant,)
         raws = await asyncio.gather(*(pair.run(v, x, deadline=deadline) for v in variants))
         kind = pair.config.output_kind
@@ -155,7 +158,7 @@ class DataPlane:
             gap = dense.top1_probability - pruned.probabilities[np.arange(len(dense.top1)), dense.top1]
             if self.observer is not None:
                 self.observer.predicted(pair.name, agree, gap)
-        for listener in self.predict_listeners:
+        for listener in self.predict_listeners if x.dtype.names is None else ():  # features alone only
             listener(pair.name, x)
         return PredictResult(pair.name, outputs, agree, gap)
 
@@ -170,19 +173,20 @@ class DataPlane:
         pair, variant, sig = self.model(request.model_name)
         if request.model_version not in ("", "1"):
             raise InvalidArgument(f"model {request.model_name} has version 1 only, not {request.model_version!r}")
-        if request.input_name != sig.input_name:
-            raise InvalidArgument(f"unknown input {request.input_name!r}; expected {sig.input_name!r}")
         for out in request.output_names:
             if out != sig.output_name:
                 raise InvalidArgument(f"unknown output {out!r}; model {request.model_name} has {sig.output_name!r}")
-        check_rows(pair, request.x, self.limits)
-        raw = await pair.run(variant, request.x, deadline=deadline)
+        tensors = {request.input_name: request.x, **request.extra_inputs}
+        if len(tensors) != 1 + len(request.extra_inputs):
+            raise InvalidArgument(f"input {request.input_name} is sent twice")
+        x = batch_of(pair, tensors, self.limits)
+        raw = await pair.run(variant, x, deadline=deadline)
         return InferResult(request.model_name, sig.output_name, raw)
 
     async def explain(
         self,
         pair_name: str,
-        x: np.ndarray,
+        x: Given,
         opts: ExplainOptions,
         deadline: float | None,
         *,
@@ -205,7 +209,7 @@ class DataPlane:
         return outcome
 
     async def explain_stream(
-        self, pair_name: str, x: np.ndarray, opts: ExplainOptions, deadline: float | None
+        self, pair_name: str, x: Given, opts: ExplainOptions, deadline: float | None
     ) -> AsyncIterator[ExplainProgress | ExplainOutcome]:
         """:meth:`explain` with a progress event per BackSelect step, then the outcome.
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from sisguard.server.batching.batcher import FOREGROUND
 from sisguard.server.config import LimitsConfig
+from sisguard.server.core.named import Given
 from sisguard.server.core.registry import PairRegistry
 from sisguard.server.core.resolve import ExplainOptions, Resolved, resolve
 from sisguard.server.errors import DeadlineExceeded, ResourceExhausted
@@ -67,12 +68,16 @@ class ExplainCache:
             self._items.popitem(last=False)
 
     @staticmethod
-    def key(pair: str, x: np.ndarray, opts: ExplainOptions) -> str:
+    def key(pair: str, x: np.ndarray, opts: ExplainOptions, extras: dict[str, np.ndarray] | None = None) -> str:
         h = hashlib.sha256()
         h.update(pair.encode())
         h.update(repr((x.dtype.str, x.shape)).encode())
         h.update(np.ascontiguousarray(x).tobytes())
         h.update(repr(opts).encode())
+        for name, value in sorted((extras or {}).items()):
+            h.update(name.encode())
+            h.update(repr((value.dtype.str, value.shape)).encode())
+            h.update(np.ascontiguousarray(value).tobytes())
         for extra in (opts.group_map, opts.baseline_tensor):
             if extra is not None:
                 a = np.ascontiguousarray(extra)
@@ -98,7 +103,7 @@ class ExplainUseCase:
     async def explain(
         self,
         pair_name: str,
-        x: np.ndarray,
+        x: Given,
         opts: ExplainOptions,
         deadline: float | None,
         *,
@@ -113,7 +118,7 @@ class ExplainUseCase:
         # The cache and the concurrency limit are for client requests; background work (shadow
         # explanations) has its own rate budget and must not take client slots or fill the cache.
         foreground = priority == FOREGROUND
-        key = ExplainCache.key(pair.name, r.x, opts) if foreground else ""
+        key = ExplainCache.key(pair.name, r.x, opts, r.extras) if foreground else ""
         hit = self._cache.get(key) if foreground else None
         if hit is not None:
             return replace(hit, cached=True)
@@ -148,14 +153,17 @@ class _Run:
     priority: int
 
     def score_fn(self, variant: str, target: int) -> ScoreFn:
-        return self.pair.score_fn(variant, target, deadline=self.deadline, priority=self.priority)
+        return self.pair.score_fn(
+            variant, target, deadline=self.deadline, priority=self.priority, extras=self.r.extras or None
+        )
 
     async def explain(self, progress: Progress | None, signal: bool, both: bool) -> ExplainOutcome:
         pair, r = self.pair, self.r
         with_control = signal and pair.has_control and both
         variants = ("dense", "pruned", "control") if with_control else ("dense", "pruned")
+        rows = r.x[None] if not r.extras else pair.prepare_fn(r.extras)(r.x[None])
         full = await asyncio.gather(
-            *(pair.probabilities(v, r.x[None], deadline=self.deadline, priority=self.priority) for v in variants)
+            *(pair.probabilities(v, rows, deadline=self.deadline, priority=self.priority) for v in variants)
         )
         probs = {v: p[0] for v, p in zip(variants, full, strict=True)}
         top1 = {v: int(np.argmax(p)) for v, p in probs.items()}

@@ -19,6 +19,7 @@ import numpy as np
 
 from sisguard.server.config import ConfigError, LimitsConfig
 from sisguard.server.core.inputs import one_input
+from sisguard.server.core.named import Given, explain_inputs
 from sisguard.server.errors import InvalidArgument, ServiceError
 from sisguard.server.pairs import Pair
 from sisguard.server.signal.shifts import blur, shift_applies
@@ -38,7 +39,7 @@ from sisguard.sis.errors import SISError
 
 Variants = Literal["dense", "pruned", "both"]
 FeatureKind = Literal["element", "pixel", "patch", "explicit"]
-BaselineKind = Literal["zeros", "mean", "constant", "tensor", "blur"]
+BaselineKind = Literal["zeros", "mean", "constant", "tensor", "blur", "pad_token", "mask_token"]
 Mode = Literal["exact", "batched"]
 
 VARIANT_CHOICES: tuple[str, ...] = ("dense", "pruned", "both")
@@ -103,6 +104,8 @@ class Resolved:
     allow_partial: bool
     chunk_size: int
     thresholds: DivergenceThresholds
+    #: passed-through inputs of a several-input model (one sample each), fed with every masked copy
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
     def tau(self, dense_full_score: float) -> float:
         """The absolute threshold: ``r * f_dense(x)`` when relative."""
@@ -119,13 +122,14 @@ class Resolved:
         )
 
 
-def resolve(pair: Pair, x: np.ndarray, opts: ExplainOptions, limits: LimitsConfig) -> Resolved:
+def resolve(pair: Pair, x: Given, opts: ExplainOptions, limits: LimitsConfig) -> Resolved:
     """Check ``opts`` against the pair and the limits and build what the explanation needs.
 
     Order matters to callers: the cheap checks (counts, target, threshold range) come before the
     group map and the baseline are built.
     """
-    x = one_input(pair, x, limits)
+    features, extras = explain_inputs(pair, x, limits)
+    x = one_input(pair, features, limits)
     cfg = pair.config.explain
     max_sis = opts.max_sis or cfg.max_sis
     if not 1 <= max_sis <= limits.max_sis:
@@ -138,7 +142,7 @@ def resolve(pair: Pair, x: np.ndarray, opts: ExplainOptions, limits: LimitsConfi
     else:
         threshold, relative = opts.threshold, opts.threshold_relative
         check_threshold(pair, threshold, relative)
-    groups = feature_groups(pair, opts, limits)
+    groups = feature_groups(pair, opts, limits, tuple(x.shape))
     baseline = make_baseline(pair, opts, x)
     div = cfg.divergence
     explained = ("dense", "pruned") if opts.variants == "both" else (opts.variants,)
@@ -157,6 +161,7 @@ def resolve(pair: Pair, x: np.ndarray, opts: ExplainOptions, limits: LimitsConfi
         allow_partial=opts.allow_partial,
         chunk_size=pair.config.max_batch_size,
         thresholds=DivergenceThresholds(div.min_iou, div.min_rank_correlation, div.require_cross_sufficiency),
+        extras=extras,
     )
 
 
@@ -171,10 +176,13 @@ def check_threshold(pair: Pair, threshold: float, relative: bool) -> None:
         raise InvalidArgument(f"{what} {threshold:g} is outside {interval}: pair {pair.name} scores are probabilities")
 
 
-def feature_groups(pair: Pair, opts: ExplainOptions, limits: LimitsConfig) -> np.ndarray:
+def feature_groups(
+    pair: Pair, opts: ExplainOptions, limits: LimitsConfig, shape: tuple[int, ...] | None = None
+) -> np.ndarray:
+    """The feature map of one input of ``shape`` (the pair's, or an explained input's when an axis is dynamic)."""
     cfg = pair.config.explain
     kind = opts.features or cfg.features
-    shape = pair.input_shape
+    shape = pair.input_shape if shape is None else shape
     cap = limits.max_features
     if kind == "element":
         return element_groups(shape, max_features=cap)
@@ -199,7 +207,16 @@ def feature_groups(pair: Pair, opts: ExplainOptions, limits: LimitsConfig) -> np
 def make_baseline(pair: Pair, opts: ExplainOptions, x: np.ndarray | None) -> np.ndarray:
     cfg = pair.config.explain
     kind = opts.baseline or cfg.baseline
-    shape, dtype = pair.input_shape, pair.input_dtype
+    shape, dtype = (pair.input_shape if x is None else tuple(x.shape)), pair.input_dtype
+    if kind in ("pad_token", "mask_token"):
+        text = pair.config.text
+        token = None if text is None else (text.pad_token_id if kind == "pad_token" else text.mask_token_id)
+        if token is None:
+            raise InvalidArgument(
+                f"baseline={kind} needs pair {pair.name}'s text.{kind}_id"
+                if text is not None else f"baseline={kind} needs token-id inputs; pair {pair.name} has no text section"
+            )
+        return constant_baseline(shape, token, dtype)
     if kind == "blur":
         if not shift_applies("blur", shape) or not np.issubdtype(dtype, np.floating):
             raise InvalidArgument(

@@ -7,11 +7,14 @@ where the request object is built (:class:`~sisguard.server.core.resolve.Explain
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.server.core.dataplane import ExplainProgress, PairSummary, PredictResult, PredictVariant
 from sisguard.server.core.explain import ExplainOutcome
+from sisguard.server.core.named import FEATURES_KEY
 from sisguard.server.core.resolve import ExplainOptions
 from sisguard.server.errors import InvalidArgument
 from sisguard.server.probabilities import VariantOutput
@@ -53,6 +56,8 @@ def pair_info(summary: PairSummary) -> pb.PairInfo:
         )
 
     sig = pair.models["dense"].signature
+    plan = pair.plan
+    text = cfg.text
     return pb.PairInfo(
         name=pair.name,
         input_name=sig.input_name,
@@ -80,6 +85,17 @@ def pair_info(summary: PairSummary) -> pb.PairInfo:
         control=model("control") if pair.has_control else None,
         verdict_reference="control" if pair.has_control
         else ("calibration" if cfg.calibration_file is not None else "dense-only"),
+        feature_names=list(pair.feature_names),
+        inputs=[
+            pb.InputInfo(name=i.name, shape=list(i.shape), dtype=code_of(i.dtype), role=i.role, derive=i.derive or "")
+            for i in plan.all
+        ],
+        text=None if text is None else pb.TextDefaults(
+            pad_token_id=text.pad_token_id,
+            mask_token_id=text.mask_token_id,
+            vocab_size=plan.vocab_size or 0,
+            tokenizer_json=pair.tokenizer_json or "",
+        ),
     )
 
 
@@ -90,11 +106,25 @@ def list_response(summaries: list[PairSummary]) -> pb.ListModelsResponse:
 # -- Predict ----------------------------------------------------------------------------------
 
 
-def predict_request(req: pb.PredictRequest, max_elements: int) -> tuple[np.ndarray | None, PredictVariant]:
+def _named(
+    plain: np.ndarray | None, named: Mapping[str, pb.Tensor], max_elements: int
+) -> np.ndarray | dict[str, np.ndarray] | None:
+    """The plain tensor alone, or every tensor by name (the plain one under FEATURES_KEY)."""
+    if not named:
+        return plain
+    out = {name: from_tensor(t, f"input {name}", max_elements) for name, t in named.items()}
+    if plain is not None:
+        out[FEATURES_KEY] = plain
+    return out
+
+
+def predict_request(
+    req: pb.PredictRequest, max_elements: int
+) -> tuple[np.ndarray | dict[str, np.ndarray] | None, PredictVariant]:
     """The input rows (None when missing: the data plane says what the pair expects) and the variant."""
     variant: PredictVariant = VARIANTS.name(req.variant)  # type: ignore[assignment]
     x = from_tensor(req.inputs, "inputs", max_elements) if req.HasField("inputs") else None
-    return x, variant
+    return _named(x, req.named_inputs, max_elements), variant
 
 
 def _variant_prediction(out: VariantOutput) -> pb.VariantPrediction:
@@ -120,11 +150,16 @@ def predict_response(result: PredictResult, request_id: str) -> pb.PredictRespon
 # -- Explain ----------------------------------------------------------------------------------
 
 
-def explain_request(req: pb.ExplainRequest, max_elements: int) -> tuple[np.ndarray, ExplainOptions]:
+def explain_request(
+    req: pb.ExplainRequest, max_elements: int
+) -> tuple[np.ndarray | dict[str, np.ndarray], ExplainOptions]:
     """The input and the options of an ExplainRequest (the options check themselves)."""
-    if not req.HasField("input"):
+    if not req.HasField("input") and not req.named_inputs:
         raise InvalidArgument("input missing: expected one input tensor")
-    x = from_tensor(req.input, "input", max_elements)
+    plain = from_tensor(req.input, "input", max_elements) if req.HasField("input") else None
+    x = _named(plain, req.named_inputs, max_elements)
+    if x is None:  # pragma: no cover - excluded above
+        raise InvalidArgument("input missing: expected one input tensor")
     which = req.WhichOneof("threshold")
     features = FEATURES.name(req.features)
     # Both zero: the pair's default patch. One of them zero is a mistake, refused (1x1 at least).

@@ -24,17 +24,39 @@ _CONTENTS_FIELD = {
 
 
 def infer_request(request: ip.ModelInferRequest, max_elements: int) -> InferRequest:
-    """The one input tensor of a ModelInferRequest, decoded (names are checked by the data plane)."""
-    if len(request.inputs) != 1:
-        raise InvalidArgument(f"expected exactly one input, got {len(request.inputs)}")
-    spec = request.inputs[0]
+    """The input tensors of a ModelInferRequest, decoded (names are checked by the data plane)."""
+    if not request.inputs:
+        raise InvalidArgument("expected at least one input, got 0")
+    if request.raw_input_contents and len(request.raw_input_contents) != len(request.inputs):
+        raise InvalidArgument(
+            f"raw_input_contents has {len(request.raw_input_contents)} entries for {len(request.inputs)} "
+            f"input{'s' if len(request.inputs) > 1 else ''}"
+        )
+    tensors: dict[str, np.ndarray] = {}
+    for i, spec in enumerate(request.inputs):
+        if spec.name in tensors:
+            raise InvalidArgument(f"input {spec.name} is sent twice")
+        raw = request.raw_input_contents[i] if request.raw_input_contents else None
+        tensors[spec.name] = _input(spec, raw, max_elements)
+    first, *rest = request.inputs
+    return InferRequest(
+        model_name=request.model_name,
+        model_version=request.model_version,
+        input_name=first.name,
+        x=tensors[first.name],
+        output_names=[out.name for out in request.outputs],
+        extra_inputs={s.name: tensors[s.name] for s in rest},
+    )
+
+
+def _input(
+    spec: ip.ModelInferRequest.InferInputTensor, raw: bytes | None, max_elements: int
+) -> np.ndarray:
     dtype = oip_dtype(spec.datatype, f"input {spec.name}")
     count = check_shape(spec.shape, f"input {spec.name}", max_elements)  # before anything copies the shape
     shape = list(spec.shape)
-    if request.raw_input_contents:
-        if len(request.raw_input_contents) != 1:
-            raise InvalidArgument(f"raw_input_contents has {len(request.raw_input_contents)} entries for 1 input")
-        x = decode(request.raw_input_contents[0], dtype, shape, f"input {spec.name}", max_elements)
+    if raw is not None:
+        x = decode(raw, dtype, shape, f"input {spec.name}", max_elements)
     else:
         field = _CONTENTS_FIELD.get(spec.datatype)
         if field is None:
@@ -46,13 +68,7 @@ def infer_request(request: ip.ModelInferRequest, max_elements: int) -> InferRequ
                 f"expected {count}"
             )
         x = from_values(values, dtype, shape, f"input {spec.name}")
-    return InferRequest(
-        model_name=request.model_name,
-        model_version=request.model_version,
-        input_name=spec.name,
-        x=x,
-        output_names=[out.name for out in request.outputs],
-    )
+    return x
 
 
 def infer_response(result: InferResult, oip_id: str) -> ip.ModelInferResponse:
@@ -66,11 +82,14 @@ def infer_response(result: InferResult, oip_id: str) -> ip.ModelInferResponse:
 
 def metadata_response(name: str, sig: Signature, num_outputs: int) -> ip.ModelMetadataResponse:
     T = ip.ModelMetadataResponse.TensorMetadata
+    specs = [(sig.input_name, sig.input_dtype, sig.input_shape)] if sig.plan is None else [
+        (i.name, i.dtype, i.shape) for i in sig.plan.all
+    ]
     return ip.ModelMetadataResponse(
         name=name,
         versions=["1"],
         platform="onnxruntime_onnx",
-        inputs=[T(name=sig.input_name, datatype=oip_name(sig.input_dtype), shape=[-1, *sig.input_shape])],
+        inputs=[T(name=n, datatype=oip_name(d), shape=[-1, *s]) for n, d, s in specs],
         outputs=[T(name=sig.output_name, datatype="FP32", shape=[-1, num_outputs])],
     )
 

@@ -49,6 +49,8 @@ class BaselineKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONSTANT: _ClassVar[BaselineKind]
     CUSTOM: _ClassVar[BaselineKind]
     BLUR: _ClassVar[BaselineKind]
+    PAD_TOKEN: _ClassVar[BaselineKind]
+    MASK_TOKEN: _ClassVar[BaselineKind]
 
 class ExplainMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -109,6 +111,8 @@ MEAN: BaselineKind
 CONSTANT: BaselineKind
 CUSTOM: BaselineKind
 BLUR: BaselineKind
+PAD_TOKEN: BaselineKind
+MASK_TOKEN: BaselineKind
 EXPLAIN_MODE_UNSPECIFIED: ExplainMode
 EXACT: ExplainMode
 BATCHED: ExplainMode
@@ -158,7 +162,7 @@ class ModelFile(_message.Message):
     def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., parameter_count: _Optional[int] = ..., nonzero_parameter_count: _Optional[int] = ..., execution_provider: _Optional[str] = ..., infer_name: _Optional[str] = ..., ready: bool = ...) -> None: ...
 
 class PairInfo(_message.Message):
-    __slots__ = ("name", "input_name", "input_shape", "input_dtype", "output_name", "output_kind", "num_outputs", "class_labels", "dense", "pruned", "prune_ratio", "max_batch_size", "explain_defaults", "image", "control", "verdict_reference")
+    __slots__ = ("name", "input_name", "input_shape", "input_dtype", "output_name", "output_kind", "num_outputs", "class_labels", "dense", "pruned", "prune_ratio", "max_batch_size", "explain_defaults", "image", "control", "verdict_reference", "feature_names", "inputs", "text")
     NAME_FIELD_NUMBER: _ClassVar[int]
     INPUT_NAME_FIELD_NUMBER: _ClassVar[int]
     INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
@@ -175,6 +179,9 @@ class PairInfo(_message.Message):
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     CONTROL_FIELD_NUMBER: _ClassVar[int]
     VERDICT_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
     name: str
     input_name: str
     input_shape: _containers.RepeatedScalarFieldContainer[int]
@@ -191,7 +198,36 @@ class PairInfo(_message.Message):
     image: ImageDefaults
     control: ModelFile
     verdict_reference: str
-    def __init__(self, name: _Optional[str] = ..., input_name: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., input_dtype: _Optional[_Union[DataType, str]] = ..., output_name: _Optional[str] = ..., output_kind: _Optional[_Union[OutputKind, str]] = ..., num_outputs: _Optional[int] = ..., class_labels: _Optional[_Iterable[str]] = ..., dense: _Optional[_Union[ModelFile, _Mapping]] = ..., pruned: _Optional[_Union[ModelFile, _Mapping]] = ..., prune_ratio: _Optional[float] = ..., max_batch_size: _Optional[int] = ..., explain_defaults: _Optional[_Union[ExplainDefaults, _Mapping]] = ..., image: _Optional[_Union[ImageDefaults, _Mapping]] = ..., control: _Optional[_Union[ModelFile, _Mapping]] = ..., verdict_reference: _Optional[str] = ...) -> None: ...
+    feature_names: _containers.RepeatedScalarFieldContainer[str]
+    inputs: _containers.RepeatedCompositeFieldContainer[InputInfo]
+    text: TextDefaults
+    def __init__(self, name: _Optional[str] = ..., input_name: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., input_dtype: _Optional[_Union[DataType, str]] = ..., output_name: _Optional[str] = ..., output_kind: _Optional[_Union[OutputKind, str]] = ..., num_outputs: _Optional[int] = ..., class_labels: _Optional[_Iterable[str]] = ..., dense: _Optional[_Union[ModelFile, _Mapping]] = ..., pruned: _Optional[_Union[ModelFile, _Mapping]] = ..., prune_ratio: _Optional[float] = ..., max_batch_size: _Optional[int] = ..., explain_defaults: _Optional[_Union[ExplainDefaults, _Mapping]] = ..., image: _Optional[_Union[ImageDefaults, _Mapping]] = ..., control: _Optional[_Union[ModelFile, _Mapping]] = ..., verdict_reference: _Optional[str] = ..., feature_names: _Optional[_Iterable[str]] = ..., inputs: _Optional[_Iterable[_Union[InputInfo, _Mapping]]] = ..., text: _Optional[_Union[TextDefaults, _Mapping]] = ...) -> None: ...
+
+class InputInfo(_message.Message):
+    __slots__ = ("name", "shape", "dtype", "role", "derive")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    DERIVE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    dtype: DataType
+    role: str
+    derive: str
+    def __init__(self, name: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[DataType, str]] = ..., role: _Optional[str] = ..., derive: _Optional[str] = ...) -> None: ...
+
+class TextDefaults(_message.Message):
+    __slots__ = ("pad_token_id", "mask_token_id", "vocab_size", "tokenizer_json")
+    PAD_TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    MASK_TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    VOCAB_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TOKENIZER_JSON_FIELD_NUMBER: _ClassVar[int]
+    pad_token_id: int
+    mask_token_id: int
+    vocab_size: int
+    tokenizer_json: str
+    def __init__(self, pad_token_id: _Optional[int] = ..., mask_token_id: _Optional[int] = ..., vocab_size: _Optional[int] = ..., tokenizer_json: _Optional[str] = ...) -> None: ...
 
 class ImageDefaults(_message.Message):
     __slots__ = ("scale", "invert")
@@ -232,14 +268,23 @@ class ListModelsResponse(_message.Message):
     def __init__(self, pairs: _Optional[_Iterable[_Union[PairInfo, _Mapping]]] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
-    __slots__ = ("pair", "inputs", "variant")
+    __slots__ = ("pair", "inputs", "variant", "named_inputs")
+    class NamedInputsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Tensor
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
     PAIR_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     VARIANT_FIELD_NUMBER: _ClassVar[int]
+    NAMED_INPUTS_FIELD_NUMBER: _ClassVar[int]
     pair: str
     inputs: Tensor
     variant: Variant
-    def __init__(self, pair: _Optional[str] = ..., inputs: _Optional[_Union[Tensor, _Mapping]] = ..., variant: _Optional[_Union[Variant, str]] = ...) -> None: ...
+    named_inputs: _containers.MessageMap[str, Tensor]
+    def __init__(self, pair: _Optional[str] = ..., inputs: _Optional[_Union[Tensor, _Mapping]] = ..., variant: _Optional[_Union[Variant, str]] = ..., named_inputs: _Optional[_Mapping[str, Tensor]] = ...) -> None: ...
 
 class VariantPrediction(_message.Message):
     __slots__ = ("probabilities", "top1", "top1_probability")
@@ -268,7 +313,14 @@ class PredictResponse(_message.Message):
     def __init__(self, pair: _Optional[str] = ..., dense: _Optional[_Union[VariantPrediction, _Mapping]] = ..., pruned: _Optional[_Union[VariantPrediction, _Mapping]] = ..., top1_agree: _Optional[_Iterable[bool]] = ..., confidence_gap: _Optional[_Iterable[float]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("pair", "input", "target", "threshold_absolute", "threshold_relative", "features", "patch_height", "patch_width", "group_map", "baseline", "baseline_constant", "baseline_tensor", "max_sis", "variants", "mode", "batch_k", "max_evaluations", "return_backselect", "allow_partial")
+    __slots__ = ("pair", "input", "target", "threshold_absolute", "threshold_relative", "features", "patch_height", "patch_width", "group_map", "baseline", "baseline_constant", "baseline_tensor", "max_sis", "variants", "mode", "batch_k", "max_evaluations", "return_backselect", "allow_partial", "named_inputs")
+    class NamedInputsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Tensor
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
     PAIR_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
@@ -288,6 +340,7 @@ class ExplainRequest(_message.Message):
     MAX_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
     RETURN_BACKSELECT_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    NAMED_INPUTS_FIELD_NUMBER: _ClassVar[int]
     pair: str
     input: Tensor
     target: int
@@ -307,7 +360,8 @@ class ExplainRequest(_message.Message):
     max_evaluations: int
     return_backselect: bool
     allow_partial: bool
-    def __init__(self, pair: _Optional[str] = ..., input: _Optional[_Union[Tensor, _Mapping]] = ..., target: _Optional[int] = ..., threshold_absolute: _Optional[float] = ..., threshold_relative: _Optional[float] = ..., features: _Optional[_Union[FeatureKind, str]] = ..., patch_height: _Optional[int] = ..., patch_width: _Optional[int] = ..., group_map: _Optional[_Union[Tensor, _Mapping]] = ..., baseline: _Optional[_Union[BaselineKind, str]] = ..., baseline_constant: _Optional[float] = ..., baseline_tensor: _Optional[_Union[Tensor, _Mapping]] = ..., max_sis: _Optional[int] = ..., variants: _Optional[_Union[Variant, str]] = ..., mode: _Optional[_Union[ExplainMode, str]] = ..., batch_k: _Optional[int] = ..., max_evaluations: _Optional[int] = ..., return_backselect: bool = ..., allow_partial: bool = ...) -> None: ...
+    named_inputs: _containers.MessageMap[str, Tensor]
+    def __init__(self, pair: _Optional[str] = ..., input: _Optional[_Union[Tensor, _Mapping]] = ..., target: _Optional[int] = ..., threshold_absolute: _Optional[float] = ..., threshold_relative: _Optional[float] = ..., features: _Optional[_Union[FeatureKind, str]] = ..., patch_height: _Optional[int] = ..., patch_width: _Optional[int] = ..., group_map: _Optional[_Union[Tensor, _Mapping]] = ..., baseline: _Optional[_Union[BaselineKind, str]] = ..., baseline_constant: _Optional[float] = ..., baseline_tensor: _Optional[_Union[Tensor, _Mapping]] = ..., max_sis: _Optional[int] = ..., variants: _Optional[_Union[Variant, str]] = ..., mode: _Optional[_Union[ExplainMode, str]] = ..., batch_k: _Optional[int] = ..., max_evaluations: _Optional[int] = ..., return_backselect: bool = ..., allow_partial: bool = ..., named_inputs: _Optional[_Mapping[str, Tensor]] = ...) -> None: ...
 
 class SubsetExplanation(_message.Message):
     __slots__ = ("features", "score", "mask")
