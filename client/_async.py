@@ -8,12 +8,11 @@ from typing import Any, Unpack
 
 import grpc
 import grpc.aio
-from numpy.typing import ArrayLike
 
 from . import _codec, _options
 from ._base_client import BaseClient
 from ._errors import translated
-from ._options import UNSET, ExplainOptions, Timeout
+from ._options import UNSET, ExplainOptions, Inputs, Timeout
 from ._results import ExplainProgress, Explanation, HealthStatus, PairHealth, PairInfo, Prediction, Variants
 
 
@@ -63,21 +62,21 @@ class AsyncClient(BaseClient):
         return self._remember(_codec.parse_models(response))
 
     async def predict(
-        self, pair: str, x: ArrayLike, *, variant: Variants = "both", timeout: Timeout = UNSET
+        self, pair: str, x: Inputs, *, variant: Variants = "both", timeout: Timeout = UNSET
     ) -> Prediction:
         """Run a batch ``[batch, *input_shape]`` (or one input) through the dense and/or pruned model."""
         request = _options.predict_request(pair, x, variant, await self._info(pair, timeout))
         return _codec.parse_prediction(await self._call(self._stub.Predict, request, timeout))
 
     async def explain(
-        self, pair: str, x: ArrayLike, *, timeout: Timeout = UNSET, **options: Unpack[ExplainOptions]
+        self, pair: str, x: Inputs, *, timeout: Timeout = UNSET, **options: Unpack[ExplainOptions]
     ) -> Explanation:
         """Sufficient input subsets of one input for both models and how far they agree."""
         request = _options.explain_request(pair, x, await self._info(pair, timeout), **options)
         return _codec.parse_explanation(await self._call(self._stub.Explain, request, timeout))
 
     async def explain_stream(
-        self, pair: str, x: ArrayLike, *, timeout: Timeout = UNSET, **options: Unpack[ExplainOptions]
+        self, pair: str, x: Inputs, *, timeout: Timeout = UNSET, **options: Unpack[ExplainOptions]
     ) -> AsyncIterator[ExplainProgress | Explanation]:
         """As :meth:`explain`, yielding :class:`ExplainProgress` events and then the :class:`Explanation`."""
         request = _options.explain_request(pair, x, await self._info(pair, timeout), **options)

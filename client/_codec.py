@@ -35,11 +35,13 @@ from ._results import (
     Explanation,
     HealthStatus,
     ImageDefaults,
+    InputInfo,
     MeasureExcess,
     ModelFile,
     PairHealth,
     PairInfo,
     Prediction,
+    TextInfo,
     VariantExplanation,
     VariantPrediction,
 )
@@ -88,6 +90,25 @@ def parse_pair(p: Any) -> PairInfo:
         image=ImageDefaults(scale=p.image.scale if p.HasField("image") else 1.0 / 255.0, invert=p.image.invert),
         control=_model_file(p.control) if p.HasField("control") else None,
         verdict_reference=p.verdict_reference or "dense-only",
+        feature_names=tuple(p.feature_names),
+        inputs=tuple(
+            InputInfo(
+                name=i.name,
+                shape=tuple(int(s) for s in i.shape),
+                dtype=dtype_of(i.dtype, f"pair {p.name}'s input {i.name}"),
+                role=i.role,
+                derive=i.derive,
+            )
+            for i in p.inputs
+        ),
+        text=TextInfo(
+            pad_token_id=p.text.pad_token_id,
+            mask_token_id=p.text.mask_token_id if p.text.HasField("mask_token_id") else None,
+            vocab_size=p.text.vocab_size,
+            tokenizer_json=p.text.tokenizer_json,
+        )
+        if p.HasField("text")
+        else None,
     )
     return info
 

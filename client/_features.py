@@ -33,7 +33,7 @@ from ._errors import InvalidInput, translated
 __all__ = ["Baseline", "Features", "element_groups", "patch_groups", "pixel_groups"]
 
 FeatureKind = Literal["element", "pixel", "patch", "explicit"]
-BaselineKind = Literal["zeros", "mean", "constant", "tensor", "blur"]
+BaselineKind = Literal["zeros", "mean", "constant", "tensor", "blur", "pad_token", "mask_token"]
 _PATCH = re.compile(r"^patch:(\d+)x(\d+)$")
 
 
@@ -184,7 +184,12 @@ class Baseline:
                 return Baseline.mean()
             if value == "blur":
                 return Baseline.blur()
-            raise InvalidInput(f"baseline must be 'zeros', 'mean', 'blur', a number or a tensor, got {value!r}")
+            if value in ("pad_token", "mask_token"):
+                return Baseline(value)  # type: ignore[arg-type]
+            raise InvalidInput(
+                "baseline must be 'zeros', 'mean', 'blur', 'pad_token', 'mask_token', a number or a tensor, "
+                f"got {value!r}"
+            )
         if isinstance(value, int | float) and not isinstance(value, bool):
             return Baseline.constant(value)
         return Baseline.of(value)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypedDict
@@ -232,6 +232,10 @@ class Settings:
 
 # -- requests ---------------------------------------------------------------------------------
 
+#: one input or a batch; for a several-input model, a mapping of input name to tensor
+Inputs = ArrayLike | Mapping[str, ArrayLike]
+
+
 def _as_input(x: ArrayLike, info: PairInfo | None, *, batch: bool) -> NDArray[Any]:
     """``x`` as the pair expects it: its dtype (when the cast keeps the kind of values) and, for
     batches, a batch axis added to a single input."""
@@ -248,8 +252,34 @@ def _as_input(x: ArrayLike, info: PairInfo | None, *, batch: bool) -> NDArray[An
     return arr
 
 
+def _named_input(name: str, x: ArrayLike, info: PairInfo | None, *, batch: bool) -> Any:
+    """One named tensor of a several-input model, cast to that input's dtype when the pair is known."""
+    try:
+        arr = np.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"input {name} must be array-like: {exc}") from exc
+    spec = None if info is None else next((i for i in info.inputs if i.name == name), None)
+    if spec is not None:
+        if batch and arr.ndim == len(spec.shape):
+            arr = arr[None]
+        if arr.dtype != spec.dtype and np.can_cast(arr.dtype, spec.dtype, casting="same_kind"):
+            arr = arr.astype(spec.dtype)
+    return to_tensor(arr, f"input {name}")
+
+
+def features_input(info: PairInfo | None) -> str | None:
+    """Name of the input carrying the features (None when the pair is not known)."""
+    if info is None:
+        return None
+    return next((i.name for i in info.inputs if i.role == "features"), info.input_name)
+
+
 @translated()
-def predict_request(pair: str, x: ArrayLike, variant: Variants, info: PairInfo | None) -> Any:
+def predict_request(pair: str, x: ArrayLike | Mapping[str, ArrayLike], variant: Variants, info: PairInfo | None) -> Any:
+    """``x``: the rows, or (a several-input model) a mapping of input name to rows."""
+    if isinstance(x, Mapping):
+        named = {str(k): _named_input(str(k), v, info, batch=True) for k, v in x.items()}
+        return pb.PredictRequest(pair=pair, named_inputs=named, variant=VARIANTS.code(variant))
     inputs = to_tensor(_as_input(x, info, batch=True), "input")
     return pb.PredictRequest(pair=pair, inputs=inputs, variant=VARIANTS.code(variant))
 
@@ -292,7 +322,7 @@ class ExplainOptions(TypedDict, total=False):
 @translated()
 def explain_request(
     pair: str,
-    x: ArrayLike,
+    x: ArrayLike | Mapping[str, ArrayLike],
     info: PairInfo | None,
     *,
     target: int | None = None,
@@ -308,9 +338,18 @@ def explain_request(
     return_backselect: bool = False,
     allow_partial: bool = False,
 ) -> Any:
-    req = pb.ExplainRequest(
-        pair=pair, input=to_tensor(_as_input(x, info, batch=False), "input"), variants=VARIANTS.code(variants)
-    )
+    if isinstance(x, Mapping):
+        feature = features_input(info)
+        named = {str(k): v for k, v in x.items()}
+        req = pb.ExplainRequest(pair=pair, variants=VARIANTS.code(variants))
+        if feature is not None and feature in named:
+            req.input.CopyFrom(_named_input(feature, named.pop(feature), info, batch=False))
+        for k, v in named.items():
+            req.named_inputs[k].CopyFrom(_named_input(k, v, info, batch=False))
+    else:
+        req = pb.ExplainRequest(
+            pair=pair, input=to_tensor(_as_input(x, info, batch=False), "input"), variants=VARIANTS.code(variants)
+        )
     if target is not None:
         if isinstance(target, bool) or int(target) != target or target < 0:
             raise InvalidInput(f"target must be a class index >= 0, got {target!r}")

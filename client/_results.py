@@ -101,6 +101,30 @@ class ImageDefaults(_Result):
 
 
 @dataclass(frozen=True)
+class InputInfo(_Result):
+    """One input of a pair's model: shape of one sample (-1: a dynamic axis) and how it is fed."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    #: "features" (what is predicted on and explained), "passthrough" (send it) or "derived"
+    role: str
+    #: derived inputs: "presence" (1 where the token is not the pad id), "zeros" or "ones"
+    derive: str = ""
+
+
+@dataclass(frozen=True)
+class TextInfo(_Result):
+    """Token-id inputs of a text pair."""
+
+    pad_token_id: int
+    mask_token_id: int | None
+    vocab_size: int
+    #: the server's configured tokenizer.json ("" when none): raw text is tokenized with it
+    tokenizer_json: str = ""
+
+
+@dataclass(frozen=True)
 class PairInfo(_Result):
     """A served dense/pruned pair and its signature."""
 
@@ -122,6 +146,12 @@ class PairInfo(_Result):
     control: ModelFile | None = None
     #: what the divergence verdict compares with: "control", "calibration" or "dense-only"
     verdict_reference: str = "dense-only"
+    #: the name of each input element (tabular pairs), empty when not configured
+    feature_names: tuple[str, ...] = ()
+    #: every input of the model (one for a one-input model)
+    inputs: tuple[InputInfo, ...] = ()
+    #: token-id settings of a text pair, None otherwise
+    text: TextInfo | None = None
 
 
 # -- PairHealth -------------------------------------------------------------------------------

@@ -7,12 +7,11 @@ from types import TracebackType
 from typing import Any, Unpack
 
 import grpc
-from numpy.typing import ArrayLike
 
 from . import _codec, _options
 from ._base_client import BaseClient
 from ._errors import translated
-from ._options import UNSET, ExplainOptions, Timeout
+from ._options import UNSET, ExplainOptions, Inputs, Timeout
 from ._results import ExplainProgress, Explanation, HealthStatus, PairHealth, PairInfo, Prediction, Variants
 
 
@@ -73,13 +72,13 @@ class Client(BaseClient):
             _codec.parse_models(self._call(self._stub.ListModels, _options.list_models_request(), timeout))
         )
 
-    def predict(self, pair: str, x: ArrayLike, *, variant: Variants = "both", timeout: Timeout = UNSET) -> Prediction:
+    def predict(self, pair: str, x: Inputs, *, variant: Variants = "both", timeout: Timeout = UNSET) -> Prediction:
         """Run a batch ``[batch, *input_shape]`` (or one input) through the dense and/or pruned model."""
         request = _options.predict_request(pair, x, variant, self._info(pair, timeout))
         return _codec.parse_prediction(self._call(self._stub.Predict, request, timeout))
 
     def explain(
-        self, pair: str, x: ArrayLike, *, timeout: Timeout = UNSET, **options: Unpack[ExplainOptions]
+        self, pair: str, x: Inputs, *, timeout: Timeout = UNSET, **options: Unpack[ExplainOptions]
     ) -> Explanation:
         """Sufficient input subsets of one input for both models and how far they agree.
 
@@ -89,7 +88,7 @@ class Client(BaseClient):
         return _codec.parse_explanation(self._call(self._stub.Explain, request, timeout))
 
     def explain_stream(
-        self, pair: str, x: ArrayLike, *, timeout: Timeout = UNSET, **options: Unpack[ExplainOptions]
+        self, pair: str, x: Inputs, *, timeout: Timeout = UNSET, **options: Unpack[ExplainOptions]
     ) -> Iterator[ExplainProgress | Explanation]:
         """As :meth:`explain`, yielding :class:`ExplainProgress` events and then the :class:`Explanation`.
 
