@@ -46,7 +46,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     r.add_argument("audit", type=Path, help="the audit folder written by `sisguard audit`")
     r.add_argument("--out", type=Path, help="report folder (default: <audit>/report)")
     r.add_argument("--dataset", type=Path, help="the audited dataset, if it moved (checked by content)")
-    r.add_argument("--eps", type=float, default=0.5, help="DBSCAN radius, a Jaccard distance (default 0.5)")
+    r.add_argument("--eps", type=float, default=0.3, help="DBSCAN radius, a Jaccard distance (default 0.3)")
     r.add_argument("--min-samples", type=int, default=3, help="DBSCAN core size (default 3)")
     r.add_argument("--lost-ratio", type=float, default=0.25, help="lost/gained below this share (default 0.25)")
     r.set_defaults(func=report_command)

@@ -32,7 +32,7 @@ from sisguard.audit.errors import AuditError
 class ClusterOptions:
     """DBSCAN radius and core size, and when a cluster counts as lost or gained."""
 
-    eps: float = 0.5
+    eps: float = 0.3
     min_samples: int = 3
     lost_ratio: float = 0.25
     block_rows: int = 1024
