@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from sisguard.audit.dataset import load_dataset
+from sisguard.audit.dataset import Dataset, load_dataset
 from sisguard.audit.errors import AuditError
 from sisguard.audit.executors import Executor, WorkerLost, check_reachable, make_executor
 from sisguard.audit.options import AuditOptions
@@ -92,6 +92,21 @@ def run_audit(
     if options.ray_address is not None:
         check_reachable(options.ray_address)
     store = AuditStore(options.out)
+    store.lock()
+    try:
+        return _run(options, spec, data, store, on_shard, stream)
+    finally:
+        store.unlock()
+
+
+def _run(
+    options: AuditOptions,
+    spec: WorkerSpec,
+    data: Dataset,
+    store: AuditStore,
+    on_shard: Callable[[ShardEvent, Executor], None] | None,
+    stream: TextIO,
+) -> dict[str, Any]:
     resumed = store.open(_identity(spec, data.fingerprint, len(data), options), spec.groups)
     n, size = len(data), options.chunk_size
     chunks = math.ceil(n / size)

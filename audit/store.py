@@ -26,6 +26,7 @@ from sisguard.audit.worker import ChunkOutput
 MANIFEST = "manifest.json"
 SHARDS = "shards"
 GROUPS = "groups.npy"
+LOCK = ".lock"
 FORMAT = 1
 
 
@@ -77,7 +78,7 @@ class AuditStore:
                     f"{', '.join(changed)}); resume with the same ones or choose a new output folder"
                 )
             return True
-        if self.root.exists() and any(self.root.iterdir()):
+        if self.root.exists() and any(p.name != LOCK for p in self.root.iterdir()):
             raise AuditError(f"{self.root} exists and is not an audit folder (no {MANIFEST}); choose a new one")
         self.shards.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
@@ -92,6 +93,28 @@ class AuditStore:
             return np.load(self.root / GROUPS, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise AuditError(f"{self.root / GROUPS} is missing or unreadable: {exc}") from exc
+
+    # -- one run at a time ----------------------------------------------------------------
+
+    def lock(self) -> None:
+        """Hold the folder for this process (released when it exits): a second audit running on the
+        same folder at the same time would explain the same chunks twice."""
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        fh = (self.root / LOCK).open("a")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            raise AuditError(f"another audit is running in {self.root}; wait for it or stop it first") from None
+        self._lock = fh
+
+    def unlock(self) -> None:
+        fh = getattr(self, "_lock", None)
+        if fh is not None:
+            fh.close()
+            self._lock = None
 
     # -- shards -----------------------------------------------------------------------------
 

@@ -145,3 +145,16 @@ def test_cli_unreachable_ray_address_is_one_line(digits_npz: Path, tmp_path: Pat
     assert done.stderr.strip().count("\n") == 0
     assert f"cannot reach a Ray cluster at 127.0.0.1:{port}" in done.stderr
     assert not out.exists()
+
+
+def test_a_second_audit_on_a_running_folder_is_refused(digits_npz: Path, tmp_path: Path, make_options) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "a"
+    running = AuditStore(out)
+    running.lock()  # as an audit in another process holds it
+    try:
+        with pytest.raises(AuditError, match="another audit is running"):
+            run_audit(make_options(digits_npz, out, workers=1, limit=2))
+    finally:
+        running.unlock()
+    run_audit(make_options(digits_npz, out, workers=1, limit=2))
+    assert AuditStore(out).read().num_rows == 2
