@@ -10,8 +10,9 @@ import grpc
 import grpc.aio
 
 from . import _codec, _options
+from . import text as _text
 from ._base_client import BaseClient
-from ._errors import translated
+from ._errors import NotFound, translated
 from ._options import UNSET, ExplainOptions, Inputs, Timeout
 from ._results import ExplainProgress, Explanation, HealthStatus, PairHealth, PairInfo, Prediction, Variants
 
@@ -91,6 +92,37 @@ class AsyncClient(BaseClient):
         finally:
             call.cancel()
         raise _codec.no_result()
+
+    async def predict_text(
+        self, pair: str, text: str, *, variant: Variants = "both", timeout: Timeout = UNSET
+    ) -> Prediction:
+        """:meth:`predict` on one raw text, tokenized with the pair's ``tokenizer.json`` (needs ``tokenizers``)."""
+        info = await self._known(pair, timeout)
+        inputs = _text.text_inputs(info, _text.tokenize(info, text), batch=True)
+        return await self.predict(pair, inputs, variant=variant, timeout=timeout)
+
+    async def explain_text(
+        self,
+        pair: str,
+        text: str,
+        *,
+        words: bool = False,
+        timeout: Timeout = UNSET,
+        **options: Unpack[ExplainOptions],
+    ) -> _text.TextExplanation:
+        """As :meth:`Client.explain_text`."""
+        info = await self._known(pair, timeout)
+        tokens = _text.tokenize(info, text)
+        if words:
+            options["features"] = _text.word_groups(tokens)
+        ex = await self.explain(pair, _text.text_inputs(info, tokens, batch=False), timeout=timeout, **options)
+        return _text.TextExplanation(tokens, ex)
+
+    async def _known(self, pair: str, timeout: Timeout) -> PairInfo:
+        info = await self._info(pair, timeout)
+        if info is None:
+            raise NotFound(f"unknown pair {pair!r}")
+        return info
 
     async def pair_health(self, pair: str, *, timeout: Timeout = UNSET) -> PairHealth:
         """The pair's divergence verdict and its evidence (excess and interval per measure)."""

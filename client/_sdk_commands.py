@@ -54,7 +54,17 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     explain.add_argument(
         "--features", type=_features, metavar="pixel|element|patch:HxW", help="feature groups (default: the pair's)"
     )
-    explain.add_argument("--baseline", help="zeros, mean, blur, or a number (default: the pair's)")
+    explain.add_argument(
+        "--baseline", help="zeros, mean, blur, pad_token, mask_token, or a number (default: the pair's)"
+    )
+    explain.add_argument("--words", action="store_true", help="--text: the sub-word tokens of a word form one feature")
+    explain.add_argument(
+        "--colour",
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="--text: highlight the SIS in terminal colours (auto: when stdout is a terminal), else [brackets]",
+    )
     explain.add_argument("--max-sis", type=int, default=1, help="disjoint SIS to collect per model (default 1)")
     explain.add_argument("--variants", choices=("dense", "pruned", "both"), default="both")
     explain.add_argument("--batch-k", type=int, help="batched mode: features removed per BackSelect step")
@@ -110,7 +120,8 @@ def _connection(p: argparse.ArgumentParser) -> None:
 
 def _input(p: argparse.ArgumentParser) -> None:
     p.add_argument("pair", help="pair name (see 'sisguard models')")
-    p.add_argument("input", type=Path, help=".npy array or image file (PNG, JPEG, ...)")
+    p.add_argument("input", type=Path, nargs="?", help=".npy array or image file (PNG, JPEG, ...)")
+    p.add_argument("--text", help="text pairs: raw text, tokenized with the pair's tokenizer.json (instead of input)")
     p.add_argument(
         "--scale", type=float, default=None, help="images: grey levels are multiplied by this (default: the pair's)"
     )
@@ -233,6 +244,11 @@ def _pair_info(client: Client, name: str) -> PairInfo:
 def _load(args: argparse.Namespace, info: PairInfo) -> NDArray[Any]:
     from .inputs import read_input
 
+    if args.input is None:
+        raise InvalidInput("give an input file, or --text for a text pair")
+    if args.text is not None:
+        raise InvalidInput("give an input file or --text, not both")
+
     scale = info.image.scale if args.scale is None else args.scale
     invert = info.image.invert if args.invert is None else args.invert
     return read_input(args.input, info.input_shape, scale=scale, invert=invert)
@@ -247,8 +263,10 @@ def _label(info: PairInfo, k: int) -> str:
 
 def predict_command(args: argparse.Namespace, client: Client) -> int:
     info = _pair_info(client, args.pair)
-    x = _load(args, info)
-    pred = client.predict(args.pair, x, variant=args.variant)
+    if args.text is not None and args.input is None:
+        pred = client.predict_text(args.pair, args.text, variant=args.variant)
+    else:
+        pred = client.predict(args.pair, _load(args, info), variant=args.variant)
     if args.json:
         _dump(pred.to_dict() | {"labels": list(info.class_labels)})
         return 0
@@ -352,19 +370,24 @@ def _num_features(info: PairInfo, features: Features | None) -> int | None:
 
 
 def _baseline(text: str | None) -> str | float | None:
-    if text is None or text in ("zeros", "mean", "blur"):
+    if text is None or text in ("zeros", "mean", "blur", "pad_token", "mask_token"):
         return text
     try:
         return float(text)
     except ValueError:
-        raise InvalidInput(f"--baseline must be 'zeros', 'mean', 'blur' or a number, got {text!r}") from None
+        raise InvalidInput(
+            f"--baseline must be 'zeros', 'mean', 'blur', 'pad_token', 'mask_token' or a number, got {text!r}"
+        ) from None
 
 
 def explain_command(args: argparse.Namespace, client: Client) -> int:
     if args.plot is not None and importlib.util.find_spec("matplotlib") is None:  # before any work
         return _fail("--plot needs matplotlib: pip install matplotlib (or '.[plot]' in a sisguard checkout)", 2)
     info = _pair_info(client, args.pair)
+    if args.text is not None and args.input is None:
+        return _explain_text(args, client, info)
     x = _load(args, info)
+    tabular = x.ndim == 1
     bar = _ProgressBar(sys.stderr, _num_features(info, args.features), max(1, args.max_sis), args.progress)
     result: Explanation | None = None
     try:
@@ -382,6 +405,7 @@ def explain_command(args: argparse.Namespace, client: Client) -> int:
             batch_k=args.batch_k,
             max_evaluations=args.max_evaluations,
             allow_partial=args.allow_partial,
+            return_backselect=tabular and args.plot is not None,  # the bar chart shows BackSelect's scores
         ):
             if isinstance(event, ExplainProgress):
                 bar.update(event)
@@ -392,16 +416,54 @@ def explain_command(args: argparse.Namespace, client: Client) -> int:
     if result is None:  # explain_stream raises before this; kept for the type checker
         return _fail("no explanation came back")
     if args.plot is not None:
-        from .plot import plot_explanation
+        from .plot import plot_explanation, plot_features
 
         title = f"{result.pair} · target {_label(info, result.target)} · τ {result.threshold:.3g}"
-        plot_explanation(x, result, args.plot, title=title)
+        if tabular:
+            plot_features(x, result, args.plot, names=info.feature_names, title=title)
+        else:
+            plot_explanation(x, result, args.plot, title=title)
     if args.json:
         _dump(result.to_dict() | {"labels": list(info.class_labels)})
     else:
         _print_explanation(result, info)
         if args.plot is not None:
             print(f"picture written to {args.plot}")
+    return 0
+
+
+def _explain_text(args: argparse.Namespace, client: Client, info: PairInfo) -> int:
+    """``explain --text``: the SIS printed as the text with the sufficient words highlighted."""
+    result = client.explain_text(
+        args.pair,
+        args.text,
+        words=args.words,
+        target=args.target,
+        threshold=args.threshold,
+        relative=args.relative,
+        baseline=_baseline(args.baseline),
+        max_sis=args.max_sis,
+        variants=args.variants,
+        mode="batched" if args.batch_k else "exact",
+        batch_k=args.batch_k,
+        max_evaluations=args.max_evaluations,
+        allow_partial=args.allow_partial,
+    )
+    e = result.explanation
+    if args.plot is not None:
+        from .plot import plot_text
+
+        plot_text(result, args.plot, title=f"{e.pair} · target {_label(info, e.target)} · τ {e.threshold:.3g}")
+    if args.json:
+        _dump(result.to_dict() | {"labels": list(info.class_labels)})
+        return 0
+    colour = args.colour == "always" or (args.colour == "auto" and sys.stdout.isatty())
+    _print_explanation(e, info)
+    for name, v in e.variants.items():
+        for i in range(len(v.sis)):
+            print(f"{name:<7} SIS {i + 1}: {result.highlighted(name, colour=colour, index=i)}")
+    if args.plot is not None:
+        print(f"picture written to {args.plot}")
     return 0
 
 
@@ -420,14 +482,15 @@ def _grid(mask: NDArray[np.bool_]) -> list[str] | None:
     return ["".join("#" if v else "." for v in row) for row in m]
 
 
-def _print_variant(name: str, v: VariantExplanation) -> None:
+def _print_variant(name: str, v: VariantExplanation, names: tuple[str, ...] = ()) -> None:
     print(
         f"{name:<7} {v.status.replace('_', ' ')}: confidence {_fmt(v.confidence)}, top-1 {v.top1}, "
         f"baseline {_fmt(v.baseline_score)}, {v.evaluations} evaluations, {v.seconds:.3f} s"
     )
     for i, s in enumerate(v.sis):
         feats = s.features.tolist()
-        shown = ", ".join(map(str, feats[:16])) + (", ..." if len(feats) > 16 else "")
+        labels = [names[f] if names and 0 <= f < len(names) else str(f) for f in feats]
+        shown = ", ".join(labels[:16]) + (", ..." if len(feats) > 16 else "")
         print(f"        SIS {i + 1}: {len(feats)} features, score {_fmt(s.score)}: [{shown}]")
 
 
@@ -437,7 +500,7 @@ def _print_explanation(e: Explanation, info: PairInfo) -> None:
         f"{e.num_features} features{' (cached)' if e.cached else ''}"
     )
     for name, v in e.variants.items():
-        _print_variant(name, v)
+        _print_variant(name, v, info.feature_names)
     grids = {name: _grid(v.sis[0].mask) for name, v in e.variants.items() if v.sis}
     if grids and all(g is not None for g in grids.values()):
         names = list(grids)

@@ -9,8 +9,9 @@ from typing import Any, Unpack
 import grpc
 
 from . import _codec, _options
+from . import text as _text
 from ._base_client import BaseClient
-from ._errors import translated
+from ._errors import NotFound, translated
 from ._options import UNSET, ExplainOptions, Inputs, Timeout
 from ._results import ExplainProgress, Explanation, HealthStatus, PairHealth, PairInfo, Prediction, Variants
 
@@ -106,6 +107,36 @@ class Client(BaseClient):
         finally:
             call.cancel()
         raise _codec.no_result()
+
+    def predict_text(self, pair: str, text: str, *, variant: Variants = "both", timeout: Timeout = UNSET) -> Prediction:
+        """:meth:`predict` on one raw text, tokenized with the pair's ``tokenizer.json`` (needs ``tokenizers``)."""
+        info = self._known(pair, timeout)
+        return self.predict(pair, _text.text_inputs(info, _text.tokenize(info, text), batch=True), variant=variant,
+                            timeout=timeout)
+
+    def explain_text(
+        self,
+        pair: str,
+        text: str,
+        *,
+        words: bool = False,
+        timeout: Timeout = UNSET,
+        **options: Unpack[ExplainOptions],
+    ) -> _text.TextExplanation:
+        """:meth:`explain` on one raw text: token features (``words=True``: the sub-word tokens of a
+        word form one feature); the answer can print the text with the SIS highlighted."""
+        info = self._known(pair, timeout)
+        tokens = _text.tokenize(info, text)
+        if words:
+            options["features"] = _text.word_groups(tokens)
+        ex = self.explain(pair, _text.text_inputs(info, tokens, batch=False), timeout=timeout, **options)
+        return _text.TextExplanation(tokens, ex)
+
+    def _known(self, pair: str, timeout: Timeout) -> PairInfo:
+        info = self._info(pair, timeout)
+        if info is None:
+            raise NotFound(f"unknown pair {pair!r}")
+        return info
 
     def pair_health(self, pair: str, *, timeout: Timeout = UNSET) -> PairHealth:
         """The pair's divergence verdict and its evidence (excess and interval per measure)."""

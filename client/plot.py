@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["agreement_summary", "plot_explanation"]
+__all__ = ["agreement_summary", "plot_explanation", "plot_features", "plot_text"]
 
 # One colour per SIS of a collection (RGB in 0..1).
 _COLOURS = np.array(
@@ -134,6 +134,117 @@ def plot_explanation(
         if explanation.agreement.divergent:
             lines.append("DIVERGENT: " + ", ".join(r.replace("_", " ") for r in explanation.agreement.reasons))
     fig.suptitle("\n".join(lines), fontsize=10)
+    if path is not None:
+        fig.savefig(path)
+    return fig
+
+
+def _figure_class() -> type[Figure]:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ImportError("pictures need matplotlib: pip install 'sisguard[plot]'") from exc
+    return Figure
+
+
+def _heading(explanation: Explanation, title: str | None) -> str:
+    lines = [title or f"{explanation.pair} · target {explanation.target} · τ {explanation.threshold:.2f}"]
+    if explanation.agreement is not None:
+        lines.append(agreement_summary(explanation.agreement))
+    return "\n".join(lines)
+
+
+def _removal_scores(v: VariantExplanation, d: int) -> NDArray[np.float64]:
+    """Per feature, the score right after BackSelect removed it (first round; NaN when not traced).
+    Features removed last keep the score up longest: the higher, the more the model needs them."""
+    out = np.full(d, np.nan)
+    if v.backselect:
+        trace = v.backselect[0]
+        for f, s in zip(trace.order.tolist(), trace.scores.tolist(), strict=True):
+            if 0 <= f < d:
+                out[f] = s
+    return out
+
+
+def plot_features(
+    x: ArrayLike,
+    explanation: Explanation,
+    path: str | Path | None = None,
+    *,
+    names: tuple[str, ...] | list[str] = (),
+    title: str | None = None,
+    dpi: int = 120,
+) -> Figure:
+    """Tabular inputs: per model, a bar per feature (named when ``names`` are given) of the score
+    BackSelect was left with after removing it, the SIS features in colour, and each feature's
+    value in its label. Ask for the BackSelect trace (``return_backselect=True``) to get the bars."""
+    figure = _figure_class()
+    arr = np.asarray(x).ravel()
+    d = arr.size
+    labels = [
+        f"{names[i] if i < len(names) else i}\n{arr[i]:.3g}" for i in range(d)
+    ]
+    variants = explanation.variants
+    fig = figure(figsize=(max(6.0, 0.7 * d + 2.0), 2.6 * max(1, len(variants)) + 0.8), dpi=dpi, layout="constrained")
+    axes = fig.subplots(max(1, len(variants)), 1, squeeze=False)[:, 0]
+    for ax, (name, v) in zip(axes, variants.items(), strict=False):
+        scores = _removal_scores(v, d)
+        colours = np.tile([0.7, 0.7, 0.7], (d, 1))
+        for k, s in enumerate(v.sis):
+            colours[np.asarray(s.features, dtype=int)] = _COLOURS[k % len(_COLOURS)]
+        ax.bar(np.arange(d), np.nan_to_num(scores, nan=0.0), color=colours)
+        ax.axhline(explanation.threshold, color="black", linestyle="--", linewidth=0.8)
+        ax.set_xticks(np.arange(d), labels, fontsize=8)
+        ax.set_ylabel("score once removed", fontsize=8)
+        sis = ", ".join(
+            "{" + ", ".join(labels[f].split("\n")[0] for f in s.features.tolist()) + "}" for s in v.sis
+        ) or "none"
+        ax.set_title(f"{name}: {v.status.replace('_', ' ')} · SIS {sis} · τ dashed", fontsize=9)
+    fig.suptitle(_heading(explanation, title), fontsize=10)
+    if path is not None:
+        fig.savefig(path)
+    return fig
+
+
+def _runs(tokens: Any, colour_of: NDArray[np.int64]) -> list[tuple[str, int]]:
+    """Words as written (touching sub-word tokens of one colour joined) with their SIS index (-1: none)."""
+    out: list[tuple[str, int]] = []
+    prev_end = -1
+    for i, tok in enumerate(tokens.tokens):
+        a, b = tokens.offsets[i]
+        piece = tokens.text[a:b] if b > a else tok
+        k = int(colour_of[i])
+        if out and b > a and a == prev_end and out[-1][1] == k:
+            out[-1] = (out[-1][0] + piece, k)
+        else:
+            out.append((piece, k))
+        prev_end = b
+    return out
+
+
+def plot_text(result: Any, path: str | Path | None = None, *, title: str | None = None, dpi: int = 120) -> Figure:
+    """A :class:`~sisguard.client.text.TextExplanation` as a picture: the text once per model, the
+    tokens of each SIS on a coloured background."""
+    figure = _figure_class()
+    tokens = result.tokens
+    explanation: Explanation = result.explanation
+    variants = explanation.variants
+    rows = max(1, len(variants))
+    fig = figure(figsize=(9.0, 0.9 * rows + 1.0), dpi=dpi, layout="constrained")
+    ax = fig.subplots(1, 1)
+    ax.set_axis_off()
+    for r, (name, v) in enumerate(variants.items()):
+        y = 1.0 - (r + 0.5) / rows
+        colour_of = np.full(len(tokens.ids), -1)
+        for k, s in enumerate(v.sis):
+            colour_of[np.asarray(s.mask, dtype=bool).ravel()] = k
+        ax.text(0.0, y, f"{name}:", fontsize=9, weight="bold", va="center", transform=ax.transAxes)
+        xpos = 0.1
+        for word, k in _runs(tokens, colour_of):
+            box = None if k < 0 else {"facecolor": _COLOURS[k % len(_COLOURS)], "edgecolor": "none", "pad": 1.5}
+            ax.text(xpos, y, word, fontsize=10, va="center", bbox=box, transform=ax.transAxes)
+            xpos += 0.011 * len(word) + 0.014
+    fig.suptitle(_heading(explanation, title), fontsize=10)
     if path is not None:
         fig.savefig(path)
     return fig
