@@ -15,7 +15,7 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -52,6 +52,7 @@ class AuditStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.shards = root / SHARDS
+        self._lock: IO[str] | None = None
 
     # -- manifest ---------------------------------------------------------------------------
 
@@ -111,9 +112,8 @@ class AuditStore:
         self._lock = fh
 
     def unlock(self) -> None:
-        fh = getattr(self, "_lock", None)
-        if fh is not None:
-            fh.close()
+        if self._lock is not None:
+            self._lock.close()
             self._lock = None
 
     # -- shards -----------------------------------------------------------------------------
