@@ -112,6 +112,11 @@ def _signature(data: bytes, path: Path, input_name: str | None, output_name: str
         raise AuditError(f"{path}: ONNX Runtime cannot load it: {exc}") from exc
     inputs = {i.name: i for i in session.get_inputs()}
     outputs = {o.name: o for o in session.get_outputs()}
+    if len(inputs) != 1:
+        raise AuditError(
+            f"{path}: the model takes {len(inputs)} inputs ({', '.join(inputs)}); audits support models "
+            "with one input of a fixed shape"
+        )
     iname = input_name or (next(iter(inputs)) if len(inputs) == 1 else None)
     oname = output_name or (next(iter(outputs)) if len(outputs) == 1 else None)
     if iname not in inputs or oname not in outputs:
