@@ -74,7 +74,7 @@ class Batcher:
         self._own_executor = executor is None
         #: the model's worker thread: it runs this batcher's batches (unless another executor is
         #: given) and every SIS search on the model (:meth:`score_fn`)
-        self.worker = (
+        self.worker: ModelWorker = (
             executor
             if isinstance(executor, ModelWorker)
             else ModelWorker(name, run_fn, max_rows=max_batch_size, observer=observer)
@@ -245,8 +245,8 @@ class Batcher:
                 loop.call_soon_threadsafe(self._deliver, batch, run, started, done)
 
         try:
-            if self._executor is self.worker:
-                run = self.worker.submit_at(batch[0].priority, self._run, inputs)
+            if isinstance(self._executor, ModelWorker):  # priority lanes on the model's worker thread
+                run = self._executor.submit_at(batch[0].priority, self._run, inputs)
             else:
                 run = self._executor.submit(self._run, inputs)
         except Exception as exc:  # e.g. the executor was shut down: fail this batch's callers
