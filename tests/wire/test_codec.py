@@ -105,7 +105,9 @@ def test_every_proto_value_has_one_name_both_ways(key) -> None:
 def test_names_outside_a_vocabulary_are_refused_listing_the_names() -> None:
     with pytest.raises(wire.WireError, match="variant must be 'dense', 'pruned' or 'both', got 'all'"):
         wire.VARIANTS.code("all")
-    with pytest.raises(wire.WireError, match=r"baseline must be .*'tensor', 'blur', 'pad_token' or 'mask_token', got 'custom'"):
+    with pytest.raises(
+        wire.WireError, match=r"baseline must be .*'tensor', 'blur', 'pad_token' or 'mask_token', got 'custom'"
+    ):
         wire.BASELINES.code("custom")
     assert wire.VARIANTS.name(pb.VARIANT_UNSPECIFIED) == "both" and wire.MODES.name(0) == "exact"
     assert wire.FEATURES.name(0) is None and wire.BASELINES.name(0) is None
