@@ -73,22 +73,25 @@ class AsyncClient(BaseClient):
         self, pair: str, x: Inputs, *, timeout: Timeout = UNSET, **options: Unpack[ExplainOptions]
     ) -> Explanation:
         """Sufficient input subsets of one input for both models and how far they agree."""
-        request = _options.explain_request(pair, x, await self._info(pair, timeout), **options)
-        return _codec.parse_explanation(await self._call(self._stub.Explain, request, timeout))
+        info = await self._info(pair, timeout)
+        request = _options.explain_request(pair, x, info, **options)
+        return _codec.with_names(_codec.parse_explanation(await self._call(self._stub.Explain, request, timeout)), info)
 
     async def explain_stream(
         self, pair: str, x: Inputs, *, timeout: Timeout = UNSET, **options: Unpack[ExplainOptions]
     ) -> AsyncIterator[ExplainProgress | Explanation]:
         """As :meth:`explain`, yielding :class:`ExplainProgress` events and then the :class:`Explanation`."""
-        request = _options.explain_request(pair, x, await self._info(pair, timeout), **options)
+        info = await self._info(pair, timeout)
+        request = _options.explain_request(pair, x, info, **options)
         call = self._stub.ExplainStream(request, **self._call_options(timeout))
         try:
             with translated():
                 async for event in call:
                     parsed = _codec.parse_event(event)
-                    yield parsed
                     if isinstance(parsed, Explanation):
+                        yield _codec.with_names(parsed, info)
                         return
+                    yield parsed
         finally:
             call.cancel()
         raise _codec.no_result()

@@ -6,6 +6,7 @@ reads as ``"unspecified"`` instead of failing the call, a malformed tensor raise
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -184,6 +185,15 @@ def parse_explanation(resp: Any) -> Explanation:
         request_id=resp.request_id,
         group_map=group_map,
     )
+
+
+def with_names(e: Explanation, info: PairInfo | None) -> Explanation:
+    """``e`` carrying the pair's feature names when each of its features is one named element."""
+    names = () if info is None else info.feature_names
+    g = e.group_map
+    if not names or g is None or g.size != len(names) or not np.array_equal(g.ravel(), np.arange(g.size)):
+        return e
+    return dataclasses.replace(e, feature_names=tuple(names))
 
 
 def parse_event(event: Any) -> ExplainProgress | Explanation:

@@ -300,6 +300,16 @@ class Explanation(_Result):
     cached: bool
     request_id: str
     group_map: NDArray[np.int32] | None  # the feature of each element, one input's shape
+    #: the pair's feature names when each feature is one named element (tabular pairs), else ()
+    feature_names: tuple[str, ...] = ()
+
+    def sis_names(self, variant: VariantName = "dense", index: int = 0) -> list[str]:
+        """The features of a SIS by name (their indices as text when the pair names none)."""
+        v = self.variants.get(variant)
+        if v is None or len(v.sis) <= index:
+            return []
+        names = self.feature_names
+        return [names[f] if f < len(names) else str(f) for f in v.sis[index].features.tolist()]
 
     @property
     def variants(self) -> dict[VariantName, VariantExplanation]:

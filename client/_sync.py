@@ -85,8 +85,9 @@ class Client(BaseClient):
 
         See :class:`ExplainOptions` for ``target``, ``threshold``, ``features``, ``baseline``, ...
         """
-        request = _options.explain_request(pair, x, self._info(pair, timeout), **options)
-        return _codec.parse_explanation(self._call(self._stub.Explain, request, timeout))
+        info = self._info(pair, timeout)
+        request = _options.explain_request(pair, x, info, **options)
+        return _codec.with_names(_codec.parse_explanation(self._call(self._stub.Explain, request, timeout)), info)
 
     def explain_stream(
         self, pair: str, x: Inputs, *, timeout: Timeout = UNSET, **options: Unpack[ExplainOptions]
@@ -95,15 +96,17 @@ class Client(BaseClient):
 
         Leaving the loop early cancels the call.
         """
-        request = _options.explain_request(pair, x, self._info(pair, timeout), **options)
+        info = self._info(pair, timeout)
+        request = _options.explain_request(pair, x, info, **options)
         call = self._stub.ExplainStream(request, **self._call_options(timeout))
         try:
             with translated():
                 for event in call:
                     parsed = _codec.parse_event(event)
-                    yield parsed
                     if isinstance(parsed, Explanation):
+                        yield _codec.with_names(parsed, info)
                         return
+                    yield parsed
         finally:
             call.cancel()
         raise _codec.no_result()

@@ -120,6 +120,7 @@ async def test_tabular_explain_matches_the_reference_with_the_mean_baseline(
             f = multi_input_score(session(byom.tabular_dense), "features", ex.target, softmax=True)
             ref = ref_find_sis(row, mean, element_groups(row.shape), f, ex.threshold)
             assert set(ex.dense.sis[0].features.tolist()) == set(ref.collection[0][0])
+            assert ex.sis_names() == [TABULAR_FEATURES[f] for f in ex.dense.sis[0].features.tolist()]
             done += 1
             if done == 3:
                 break
@@ -215,3 +216,14 @@ async def test_bad_inputs_are_invalid_argument_saying_what_was_expected(byom_con
         # and the server goes on serving
         ok = await stub.Predict(pb.PredictRequest(pair="text", inputs=t(ids)), timeout=30)
         assert len(ok.dense.top1) == 1
+
+
+async def test_explain_stream_carries_named_inputs_of_a_dynamic_length(byom_config: Path) -> None:
+    ids = sentence(14, 2, 0, 11)
+    async with running(byom_config) as app, AsyncClient(f"127.0.0.1:{app.port}") as c:
+        events = [e async for e in c.explain_stream("text", {"input_ids": ids, "attention_mask": np.ones_like(ids)})]
+        unary = await c.explain("text", {"input_ids": ids})
+    *progress, result = events
+    assert progress and all(e.features_left < 14 for e in progress)
+    assert result.num_features == 14
+    assert result.dense.sis[0].features.tolist() == unary.dense.sis[0].features.tolist()
