@@ -9,8 +9,9 @@ Run from the repository root::
 The pair is the test suite's BERT classifier (vocabulary 64, hidden 32, 2 layers, 2 heads, trained
 on "positive iff `good` occurs more often than `bad`") and its 50 %-magnitude-pruned copy, built
 once and cached under ``.cache/bench/byom-<source hash>/``. Every explanation uses token features
-(one per position), the pad-token baseline with the attention mask derived from presence, and
-τ = 0.9·f_dense(x) for the dense top-1.
+(one per position), a neutral-word baseline (every masked token becomes the filler word ``w7``;
+the all-pad baseline is confident on long inputs, as the model never saw them during training),
+and τ = 0.9·f_dense(x) for the dense top-1.
 
 * **sequence length 32 and 128**: milliseconds per explanation (both models, client wall time of
   the unary call), and ``sisguard ÷ ORT``: that time ÷ the time pure ONNX Runtime needs for exactly
@@ -52,6 +53,7 @@ from sisguard.server.runtime.providers import choose_providers  # noqa: E402
 from sisguard.wire import to_tensor  # noqa: E402
 
 MAX_BATCH = 256
+FILLER = 7  # a filler word's id
 
 
 def log(msg: str) -> None:
@@ -133,7 +135,15 @@ def replay(models: dict[str, ModelRuntime], runs: dict[str, list[tuple[int, int]
 
 
 def request(ids: np.ndarray) -> pb.ExplainRequest:
-    return pb.ExplainRequest(pair="text", input=to_tensor(ids), threshold_relative=0.9, max_evaluations=2_000_000)
+    # baseline: the filler word w7 everywhere (no "good", no "bad": negative), attention on every position
+    return pb.ExplainRequest(
+        pair="text",
+        input=to_tensor(ids),
+        threshold_relative=0.9,
+        baseline=pb.CONSTANT,
+        baseline_constant=FILLER,
+        max_evaluations=2_000_000,
+    )
 
 
 async def per_length(stub, recorder: Recorder, models, length: int, n: int) -> dict[str, float]:  # type: ignore[no-untyped-def]

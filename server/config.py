@@ -57,6 +57,9 @@ class ExplainConfig(_Strict):
         2.0, gt=0.0, le=1000.0, description="baseline=blur: Gaussian sigma in pixels of the blurred input."
     )
     mean_file: Path | None = Field(None, description=".npy tensor of one input's shape for baseline=mean.")
+    mean_values: list[float] | None = Field(
+        None, description="baseline=mean given inline: one value per input element (tabular: per feature)."
+    )
     max_sis: int = Field(1, ge=1, le=64, description="SIS collected per explanation by default.")
     max_evaluations: int = Field(200_000, ge=1, description="Default evaluation budget per variant.")
     divergence: DivergenceConfig = DivergenceConfig()
@@ -288,6 +291,8 @@ class PairConfig(_Strict):
             raise ValueError(str(exc.args[0])) from None
         if self.control_sha256 is not None and self.control is None:
             raise ValueError("control_sha256 is set but no control file is configured")
+        if self.explain.mean_file is not None and self.explain.mean_values is not None:
+            raise ValueError("set explain.mean_file or explain.mean_values, not both")
         if self.feature_names and self.feature_names_file is not None:
             raise ValueError("set feature_names or feature_names_file, not both")
         if self.explain.baseline in ("pad_token", "mask_token") and self.text is None:

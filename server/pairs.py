@@ -97,6 +97,8 @@ class Pair:
         #: the configured ``explain.group_map_file`` and ``explain.mean_file``, read once at start-up
         self.group_map = _load_npy(self.name, "group_map_file", config.explain.group_map_file)
         self.mean = _load_npy(self.name, "mean_file", config.explain.mean_file)
+        if config.explain.mean_values is not None:
+            self.mean = _inline_mean(config, self.input_shape)
         self.batchers = {
             v: Batcher(
                 self.infer_name(v),
@@ -249,6 +251,17 @@ class Pair:
     async def close(self) -> None:
         for b in self.batchers.values():
             await b.close()
+
+
+def _inline_mean(config: PairConfig, shape: tuple[int, ...]) -> np.ndarray:
+    """``explain.mean_values``: one value per element of a fixed-shape input."""
+    values = np.asarray(config.explain.mean_values, dtype=np.float64)
+    if not all(d > 0 for d in shape) or values.size != int(np.prod(shape)):
+        raise ConfigError(
+            f"pair {config.name}: explain.mean_values has {values.size} values, expected one per element "
+            f"of the input {list(shape)}"
+        )
+    return values.reshape(shape)
 
 
 def _read_text(config: PairConfig, what: str, path: Path | None) -> str | None:
