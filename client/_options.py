@@ -236,6 +236,11 @@ class Settings:
 Inputs = ArrayLike | Mapping[str, ArrayLike]
 
 
+def _fits(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
+    """One input's shape: ``expected`` with any length on a dynamic (-1) axis."""
+    return len(shape) == len(expected) and all(e < 0 or s == e for s, e in zip(shape, expected, strict=True))
+
+
 def _as_input(x: ArrayLike, info: PairInfo | None, *, batch: bool) -> NDArray[Any]:
     """``x`` as the pair expects it: its dtype (when the cast keeps the kind of values) and, for
     batches, a batch axis added to a single input."""
@@ -245,7 +250,7 @@ def _as_input(x: ArrayLike, info: PairInfo | None, *, batch: bool) -> NDArray[An
         raise InvalidInput(f"input must be array-like: {exc}") from exc
     if info is None:
         return arr
-    if batch and arr.shape == info.input_shape:
+    if batch and _fits(arr.shape, info.input_shape):
         arr = arr[None]
     if arr.dtype != info.input_dtype and np.can_cast(arr.dtype, info.input_dtype, casting="same_kind"):
         arr = arr.astype(info.input_dtype)
@@ -260,7 +265,7 @@ def _named_input(name: str, x: ArrayLike, info: PairInfo | None, *, batch: bool)
         raise InvalidInput(f"input {name} must be array-like: {exc}") from exc
     spec = None if info is None else next((i for i in info.inputs if i.name == name), None)
     if spec is not None:
-        if batch and arr.ndim == len(spec.shape):
+        if batch and _fits(arr.shape, spec.shape):
             arr = arr[None]
         if arr.dtype != spec.dtype and np.can_cast(arr.dtype, spec.dtype, casting="same_kind"):
             arr = arr.astype(spec.dtype)

@@ -107,3 +107,11 @@ def test_cli_tabular_names_features_and_draws_a_bar_chart(
         assert c.models()[1].feature_names[1] == "income"
         with pytest.raises(InvalidInput, match="no tokenizer"):
             c.explain_text("credit", "good")
+
+
+def test_cli_token_ids_from_a_npy_file(address: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ids = tmp_path / "ids.npy"
+    np.save(ids, np.array([9, 5, 12, 5, 20], dtype=np.int64))  # one input of a dynamic length
+    assert "positive" in run(capsys, address, "predict", "text", str(ids))
+    doc = json.loads(run(capsys, address, "explain", "text", str(ids), "--json", "--variants", "dense"))
+    assert doc["num_features"] == 5 and doc["dense"]["status"] == "found"
