@@ -17,7 +17,7 @@ import numpy as np
 
 from sisguard.server.batching.batcher import FOREGROUND, Batcher, BatchObserver
 from sisguard.server.config import ConfigError, PairConfig, RuntimeConfig
-from sisguard.server.probabilities import to_probabilities
+from sisguard.server.probabilities import target_probability, to_probabilities
 from sisguard.server.runtime.inputs import InputPlan, RuleConfig
 from sisguard.server.runtime.model import ModelLoadError, ModelRuntime
 from sisguard.server.runtime.providers import ProviderChoice
@@ -220,7 +220,7 @@ class Pair:
         prepare = None if not extras else self.prepare_fn(extras)
 
         def scores(raw: np.ndarray) -> np.ndarray:
-            return to_probabilities(raw, kind)[:, target].astype(np.float64)
+            return target_probability(raw, kind, target)  # to_probabilities(...)[:, target], bit for bit
 
         # also runs whole SIS searches on the model's worker thread, batched step by step with the
         # other explanations on this model (see sisguard.server.batching.steps)

@@ -199,7 +199,12 @@ class _Masker:
         uniform = d > 0 and size > 0 and bool((self._sizes == size).all())
         #: ``(d, size)`` element indices of each feature, when all features have ``size`` elements
         self._table: np.ndarray | None = self._order.reshape(d, size) if uniform else None
+        #: the baseline's values at ``_table`` (what a masked feature's elements become)
+        self._base_table: np.ndarray | None = baseline_flat[self._table] if uniform else None
         self._row_ids = np.arange(d)[:, None]
+        # Python ints for the per-step single removal (no numpy scalar conversions)
+        self._start_of: list[int] = self._starts.tolist()
+        self._size_of: list[int] = self._sizes.tolist()
 
     def indices(self, features: np.ndarray) -> np.ndarray:
         """Flat element indices of all ``features``, concatenated feature by feature."""
@@ -217,19 +222,22 @@ class _Masker:
 
     def mask_one(self, state: np.ndarray, feature: int) -> None:
         """Set one feature of ``state`` to the baseline, in place."""
-        start = int(self._starts[feature])
-        idx = self._order[start : start + int(self._sizes[feature])]
+        start = self._start_of[feature]
+        idx = self._order[start : start + self._size_of[feature]]
         state[idx] = self._base[idx]
 
-    def rows(self, state: np.ndarray, features: np.ndarray) -> np.ndarray:
-        """``(len(features), n)``: row ``i`` is ``state`` with ``features[i]`` masked."""
-        out = np.repeat(state[None, :], features.size, axis=0)
+    def rows(self, state: np.ndarray, features: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``(len(features), n)``: row ``i`` is ``state`` with ``features[i]`` masked; written into
+        ``out`` (C-contiguous, that shape and dtype) when given."""
+        n = features.size
+        if out is None:
+            out = np.empty((n, state.size), dtype=state.dtype)
+        out[...] = state
         if self._table is not None:
-            cols = self._table[features]  # (n, size)
-            out[self._row_ids[: features.size], cols] = self._base[cols]
+            out[self._row_ids[:n], self._table[features]] = self._base_table[features]  # type: ignore[index]
             return out
         cols = self.indices(features)
-        out[np.repeat(np.arange(features.size), self._sizes[features]), cols] = self._base[cols]
+        out[np.repeat(np.arange(n), self._sizes[features]), cols] = self._base[cols]
         return out
 
 
@@ -242,13 +250,14 @@ def _validate(x: np.ndarray, baseline: np.ndarray, groups: np.ndarray) -> tuple[
     return np.ascontiguousarray(groups, dtype=np.int64), baseline.astype(x.dtype, copy=False), d
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)
 class ScoreRequest:
     """The rows a :class:`SISSearch` needs scored next: ``size`` inputs, built on demand.
 
     Either explicit rows (``f(x)``, ``f(baseline)``, a sufficiency check, a batched step's extra
     row) or one BackSelect step: the search's current input with each remaining feature masked in
     turn. :meth:`rows` builds any slice, so a caller holds ``O(slice × input size)`` whatever ``d``.
+    A request is valid until its scores are fed (the search then moves its input on, in place).
     """
 
     size: int
@@ -261,14 +270,22 @@ class ScoreRequest:
         """Whether this is a BackSelect step (one row per remaining feature)."""
         return self._step is not None
 
-    def rows(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Rows ``[start, stop)`` of the request, shaped ``(n, *input_shape)`` in the input's dtype."""
+    def rows(self, start: int = 0, stop: int | None = None, *, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``[start, stop)`` of the request, shaped ``(n, *input_shape)`` in the input's dtype.
+
+        ``out``: a C-contiguous array of ``stop - start`` rows of the input's size and dtype (any
+        shape with that many rows) to build them in instead of a new array; a caller running many
+        steps reuses one buffer."""
         stop = self.size if stop is None else min(int(stop), self.size)
+        flat_out = None if out is None else out.reshape(stop - start, -1)
         if self._step is not None:
             masker, state, features = self._step
-            flat = masker.rows(state, features[start:stop])
+            flat = masker.rows(state, features[start:stop], flat_out)
         elif self._explicit is not None:
             flat = self._explicit[start:stop]
+            if flat_out is not None:
+                flat_out[...] = flat
+                flat = flat_out
         else:
             raise RuntimeError("a score request holds either explicit rows or a BackSelect step")
         return flat.reshape((flat.shape[0], *self.shape))
@@ -314,6 +331,8 @@ class SISSearch:
         groups_i, base, d = _validate(xa, np.asarray(baseline), np.asarray(groups))
         self.params = params
         self.shape: tuple[int, ...] = tuple(xa.shape)
+        self.dtype: np.dtype[Any] = xa.dtype
+        """The rows' dtype (the input's)."""
         self.num_features = d
         self.evaluations = 0
         self._x = xa.ravel().copy()
@@ -458,6 +477,7 @@ class SISSearch:
         the last, which records the exact score of the input with all ``k`` removed (one extra row).
         """
         batch_k = self.params.batch_k
+        masker = self._masker
         state = start.copy()
         rem = candidates.copy()  # ascending feature ids: argmax/stable sort break ties by lowest id
         order: list[int] = []
@@ -471,15 +491,16 @@ class SISSearch:
                 if s[best] != s[best]:  # argmax lands on the first NaN when there is one; NaN ranks last
                     best = int(np.argmax(np.where(np.isnan(s), -np.inf, s)))
                 feature = int(rem[best])
-                self._masker.mask_one(state, feature)
+                masker.mask_one(state, feature)
                 order.append(feature)
                 scores.append(float(s[best]))
                 exact.append(True)
-                rem = np.concatenate((rem[:best], rem[best + 1 :]))
+                rem[best:-1] = rem[best + 1 :]  # close the gap in place; rem stays ascending
+                rem = rem[:-1]
             else:
                 picks = np.argsort(-np.where(np.isnan(s), -np.inf, s), kind="stable")[:batch_k]
                 chosen = rem[picks]
-                self._masker.mask(state, chosen)
+                masker.mask(state, chosen)
                 order.extend(int(f) for f in chosen)
                 scores.extend(float(v) for v in s[picks[:-1]])
                 exact.extend([False] * (picks.size - 1))

@@ -147,6 +147,9 @@ class ModelWorker(Executor):
         self._jobs: tuple[list[_Job], list[_Job]] = ([], [])
         self._closed = False
         self._thread: threading.Thread | None = None
+        #: rows of a step run are built in place here (``max_rows`` rows of the last input kind run),
+        #: so a run allocates no rows and coalescing needs no concatenation
+        self._buffer: np.ndarray | None = None
 
     @property
     def searches(self) -> int:
@@ -217,7 +220,7 @@ class ModelWorker(Executor):
             return
         req = search.request
         probe = None if req is None or prepare is None else prepare(req.rows(0, 1))
-        kind = (search.shape, None if probe is None else probe.dtype)
+        kind = (search.shape, search.dtype if probe is None else probe.dtype)
         job = _Job(search, transform, deadline, loop, loop.create_future(), search.progress, prepare, kind)
         if job.progress is not None:
             search.progress = job.event
@@ -250,9 +253,10 @@ class ModelWorker(Executor):
                 if self._calls[lane]:
                     return self._calls[lane].popleft()
                 jobs = self._jobs[lane]
-                jobs[:] = [j for j in jobs if not j.cancelled]
+                if any(j.cancelled for j in jobs):
+                    jobs[:] = [j for j in jobs if not j.cancelled]
                 if jobs:
-                    return list(jobs)
+                    return jobs[:]
             self._cond.wait()
         return None
 
@@ -281,6 +285,7 @@ class ModelWorker(Executor):
         now = time.monotonic()
         taken: list[tuple[_Job, int, int]] = []  # job, first row, rows
         room = self.max_rows
+        prepared = False  # a job with passed-through inputs is in the run
         for job in jobs:
             if room == 0:
                 break
@@ -296,14 +301,15 @@ class ModelWorker(Executor):
             n = min(req.size - job.offset, room)
             taken.append((job, job.offset, n))
             room -= n
+            prepared = prepared or job.prepare is not None
         if not taken:
             return
-        parts = [job.search.request.rows(a, a + n) for job, a, n in taken]  # type: ignore[union-attr]
-        parts = [p if job.prepare is None else job.prepare(p) for (job, _, _), p in zip(taken, parts, strict=True)]
-        self._rotate(taken[0][0])
+        batch, parts = self._rows(taken, self.max_rows - room, prepared)
+        if len(jobs) > 1:
+            self._rotate(taken[0][0])
         started = time.monotonic()
         try:
-            raw = self._run(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0))
+            raw = self._run(batch)
         except Exception as exc:
             if len(taken) == 1:
                 self._fail(taken[0][0], exc)
@@ -327,6 +333,29 @@ class ModelWorker(Executor):
             self._advance(job, raw[offset : offset + n], n)
             offset += n
 
+    def _rows(
+        self, taken: list[tuple[_Job, int, int]], total: int, prepared: bool
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The run's batch of ``total`` rows and each job's part of it. Feature rows are built
+        straight into the worker's buffer (consecutive slices: the batch is a view, nothing is
+        concatenated); when a job has passed-through inputs (``prepare``) each part is its own
+        array and the parts are joined."""
+        first = taken[0][0]
+        if prepared:
+            parts = [job.search.request.rows(a, a + n) for job, a, n in taken]  # type: ignore[union-attr]
+            parts = [p if job.prepare is None else job.prepare(p) for (job, _, _), p in zip(taken, parts, strict=True)]
+            return (parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)), parts
+        shape, dtype = first.search.shape, first.search.dtype
+        buf = self._buffer
+        if buf is None or buf.shape[1:] != shape or buf.dtype != dtype:
+            buf = self._buffer = np.empty((self.max_rows, *shape), dtype=dtype)
+        parts = []
+        row = 0
+        for job, a, n in taken:
+            parts.append(job.search.request.rows(a, a + n, out=buf[row : row + n]))  # type: ignore[union-attr]
+            row += n
+        return buf[:total], parts
+
     def _report(self, taken: list[tuple[_Job, int, int]], started: float) -> None:
         if self._observer is not None:
             self._observer.batch_done(
@@ -339,13 +368,15 @@ class ModelWorker(Executor):
         if job.cancelled:
             return
         try:
-            job.parts.append(np.asarray(job.transform(raw), dtype=np.float64).reshape(-1))
-            job.offset += n
+            scores = np.asarray(job.transform(raw), dtype=np.float64).reshape(-1)
             req = job.search.request
-            if req is not None and job.offset < req.size:
-                return
-            scores = job.parts[0] if len(job.parts) == 1 else np.concatenate(job.parts)
-            job.parts, job.offset = [], 0
+            if job.parts or (req is not None and job.offset + n < req.size):  # a step spanning several runs
+                job.parts.append(scores.copy())  # its rows' buffer is reused by the next run
+                job.offset += n
+                if req is not None and job.offset < req.size:
+                    return
+                scores = np.concatenate(job.parts)
+                job.parts, job.offset = [], 0
             job.search.feed(scores)
         except Exception as exc:  # malformed scores, a failing progress relay: this search only
             self._fail(job, exc)

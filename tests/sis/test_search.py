@@ -73,6 +73,29 @@ def test_sliced_driving_matches_reference(seed: int) -> None:
     assert sum(slices) == result.evaluations == search.evaluations
 
 
+@pytest.mark.parametrize("seed", range(1, N_CASES, 5))
+def test_rows_built_into_a_reused_buffer_match_reference(seed: int) -> None:
+    """``rows(..., out=buf)`` writes exactly ``rows(...)`` into the caller's buffer, slice by slice,
+    and one buffer reused for every request drives the search to the reference's result."""
+    x, baseline, groups, f, tau, max_sis, batch_k, _ = random_case(seed)
+    search = SISSearch(x, baseline, groups, SISParams(threshold=tau, max_sis=max_sis, batch_k=batch_k))
+    rng = np.random.default_rng(seed)
+    buf = np.empty((search.num_features + 2, *search.shape), dtype=search.dtype)
+    while (req := search.request) is not None:
+        scores, start = [], 0
+        while start < req.size:
+            stop = start + int(rng.integers(1, req.size + 1))
+            want = req.rows(start, stop)
+            buf[...] = 7  # stale values from anywhere must be overwritten
+            got = req.rows(start, stop, out=buf[: want.shape[0]])
+            assert np.shares_memory(got, buf) and got.shape == want.shape
+            np.testing.assert_array_equal(got, want)
+            scores.extend(f(r) for r in got)
+            start = stop
+        search.feed(np.array(scores))
+    assert_matches(search.result(), ref_find_sis(x, baseline, groups, f, tau, max_sis=max_sis, batch_k=batch_k))
+
+
 @pytest.mark.parametrize("seed", [5, 29, 54, 77, 101, 150])
 async def test_same_progress_events_as_find_sis(seed: int) -> None:
     x, baseline, groups, f, tau, max_sis, batch_k, _ = random_case(seed)

@@ -251,3 +251,18 @@ async def test_batcher_score_fn_runs_searches_on_the_model_thread(model: Model) 
         await b.close()
     with pytest.raises(Unavailable):
         await find_sis(x, BASE, GROUPS, fn, p)
+
+
+async def test_steps_longer_than_a_run_share_the_row_buffer_and_match_find_sis(model: Model) -> None:
+    """``max_rows`` 7: every step spans several runs, searches take turns in the worker's one row
+    buffer (and one run's rows end where the next search's begin), and each ends as find_sis."""
+    w = ModelWorker("digits", model, max_rows=7)
+    try:
+        cases = [case(i, max_sis=2) for i in range(3)]
+        searches = [SISSearch(x, BASE, GROUPS, p) for x, _, p in cases]
+        await asyncio.gather(*(w.search(s, target_prob(t)) for s, (_, t, _) in zip(searches, cases, strict=True)))
+        assert max(model.runs) <= 7
+        for s, (x, t, p) in zip(searches, cases, strict=True):
+            assert same(s.result(), await expected(model, x, t, p))
+    finally:
+        w.shutdown(wait=True)
