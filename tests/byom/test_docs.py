@@ -74,4 +74,6 @@ def test_the_text_cli_example_prints_the_highlighted_words(
         )
     out = capsys.readouterr().out
     assert code == 0
-    assert "dense   SIS 1: w9 [good] w12 great w20 good" in out
+    # as the page shows it: one "good" suffices (which of the two depends on the trained weights)
+    line = next(ln for ln in out.splitlines() if ln.startswith("dense   SIS 1: "))
+    assert line.removeprefix("dense   SIS 1: ") in ("w9 [good] w12 great w20 good", "w9 good w12 great w20 [good]")
