@@ -3,7 +3,7 @@ sequence axis) over gRPC, side by side with pure ONNX Runtime.
 
 Run from the repository root::
 
-    python bench/bench_text.py            # about 4 min on 2 cores
+    python bench/bench_text.py            # about 2 min on 2 cores (the first run also trains the pair: 30 s)
     python bench/bench_text.py --quick    # about 1 min
 
 The pair is the test suite's BERT classifier (vocabulary 64, hidden 32, 2 layers, 2 heads, trained
