@@ -230,6 +230,9 @@ class TextConfig(_Strict):
     tokenizer_file: Path | None = Field(
         None, description="tokenizer.json (Hugging Face tokenizers) sent to clients for raw text."
     )
+    max_length: int | None = Field(
+        None, ge=1, description="Longest token sequence the model takes (its position embeddings), if limited."
+    )
 
 
 class PairConfig(_Strict):

@@ -35,6 +35,11 @@ def check_rows(pair: Pair, x: np.ndarray, limits: LimitsConfig, name: str = "inp
     if x.shape[0] > limits.max_batch_rows:
         raise ResourceExhausted(f"batch of {x.shape[0]} rows exceeds the server limit of {limits.max_batch_rows} rows")
     check_finite(x)
+    text = pair.config.text
+    if text is not None and text.max_length is not None and x.ndim >= 2 and x.shape[-1] > text.max_length:
+        raise InvalidArgument(
+            f"{name} has {x.shape[-1]} tokens: pair {pair.name} takes at most {text.max_length} (text.max_length)"
+        )
     vocab = pair.plan.vocab_size
     if vocab is not None and x.size:
         bad = (x < 0) | (x >= vocab)

@@ -14,7 +14,7 @@ import numpy as np
 
 from sisguard.server.config import LimitsConfig
 from sisguard.server.core.inputs import check_finite, check_rows, shape_fits
-from sisguard.server.errors import InvalidArgument
+from sisguard.server.errors import InvalidArgument, ResourceExhausted
 from sisguard.server.pairs import Pair
 from sisguard.server.runtime.inputs import ModelInput
 
@@ -53,6 +53,16 @@ def _as_mapping(pair: Pair, given: Given | None) -> dict[str, np.ndarray]:
     return tensors
 
 
+def _check_total(tensors: Mapping[str, np.ndarray], limits: LimitsConfig) -> None:
+    """The limit on elements applies to a request's tensors together."""
+    total = sum(int(t.size) for t in tensors.values())
+    if len(tensors) > 1 and total > limits.max_elements:
+        raise ResourceExhausted(
+            f"inputs {', '.join(tensors)} hold {total} elements together, which exceed the server limit of "
+            f"{limits.max_elements} elements"
+        )
+
+
 def _check_other(pair: Pair, spec: ModelInput, t: np.ndarray, x: np.ndarray) -> None:
     fname = pair.plan.features.name
     if t.dtype != spec.dtype:
@@ -75,6 +85,7 @@ def _check_other(pair: Pair, spec: ModelInput, t: np.ndarray, x: np.ndarray) -> 
 def batch_of(pair: Pair, given: Given | None, limits: LimitsConfig) -> np.ndarray:
     """Predict and ModelInfer rows: every tensor checked, packed into the models' batch."""
     tensors = _as_mapping(pair, given)
+    _check_total(tensors, limits)
     fname = pair.plan.features.name
     x = tensors[fname]
     check_rows(pair, x, limits, name=f"input {fname}" if not pair.plan.single or len(tensors) > 1 else "input")
@@ -88,6 +99,7 @@ def explain_inputs(pair: Pair, given: Given, limits: LimitsConfig) -> tuple[np.n
     """Explain's one input: the features (``[1, ...]`` or without the batch axis) and the
     passed-through inputs, each one sample without its batch axis."""
     tensors = _as_mapping(pair, given)
+    _check_total(tensors, limits)
     plan = pair.plan
     x = tensors[plan.features.name]
     batched = x.ndim == len(pair.input_shape) + 1

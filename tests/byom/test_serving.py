@@ -227,3 +227,33 @@ async def test_explain_stream_carries_named_inputs_of_a_dynamic_length(byom_conf
     assert progress and all(e.features_left < 14 for e in progress)
     assert result.num_features == 14
     assert result.dense.sis[0].features.tolist() == unary.dense.sis[0].features.tolist()
+
+
+async def test_limits_apply_to_each_request_of_a_dynamic_length(tmp_path: Path, byom: ByomModels) -> None:
+    pair = text_pair(byom)
+    pair["text"] = {**pair["text"], "max_length": 256}  # the model's position embeddings
+    config = write_config(
+        tmp_path,
+        [pair],
+        runtime={"providers": ["cpu"], "intra_op_threads": 1},
+        limits={"max_elements": 500, "max_features": 48},
+    )
+    t = to_tensor
+    ids = np.full((1, 250), 9, np.int64)
+    async with running(config) as app, grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+        stub = pb_grpc.SISGuardStub(ch)
+        # 250 ids alone fit; 251 ids with their mask are 502 elements together
+        assert (await _status(stub.Predict, pb.PredictRequest(pair="text", inputs=t(ids))))[0] == grpc.StatusCode.OK
+        longer = np.full((1, 251), 9, np.int64)
+        both = pb.PredictRequest(pair="text", named_inputs={"input_ids": t(longer), "attention_mask": t(longer)})
+        code, details = await _status(stub.Predict, both)
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "limit of 500 elements" in details, details
+        # longer than the model's position embeddings: refused naming the limit, before the model runs
+        too_long = np.full((1, 300), 9, np.int64)
+        code, details = await _status(stub.Predict, pb.PredictRequest(pair="text", inputs=t(too_long)))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "at most 256 (text.max_length)" in details, details
+        # a sequence of 60 tokens is 60 features: over max_features, while 40 are explained
+        code, details = await _status(stub.Explain, pb.ExplainRequest(pair="text", input=t(sentence(60, 2, 0, 1))))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "at most 48" in details, details
+        ok = await stub.Explain(pb.ExplainRequest(pair="text", input=t(sentence(40, 2, 0, 1))), timeout=60)
+        assert ok.num_features == 40
