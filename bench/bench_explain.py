@@ -39,6 +39,12 @@ cnn32 models run side by side on two threads than one after the other (about 2 o
 Running the two models at once is the server's structural edge over the plain loop, so this bounds
 the wall-time speed-up on a compute-bound pair.
 
+In-process tables: the same engine with a hop through the event loop per step against the step
+scheduler, and where one digits step's CPU time goes (the dense model alone, one search at a time):
+the rows, ``ModelRuntime.run``, the target's probability and the search's bookkeeping timed apart
+with the thread's CPU clock, then the same searches through a ``ModelWorker`` (process CPU per step
+and its ONNX Runtime part), so the Python cost per step is a number, not a guess.
+
 Then: explanations per second on digits with 1, 4 and 16 concurrent clients (distinct inputs)
 against the plain loop explaining the same inputs one after another, measured right before each
 level (target ≥ 4× at 16), with the rows per model run the server's step scheduler reached; the
@@ -721,6 +727,101 @@ async def hand_off_table(sessions: PairSessions, setting: Setting, repeats: int)
     return row
 
 
+@dataclass(frozen=True)
+class StepCostRow:
+    """CPU microseconds per BackSelect step of one model, by part (see :func:`step_costs`)."""
+
+    setting: str
+    steps: int
+    rows_us: float
+    ort_us: float
+    score_us: float
+    search_us: float
+    worker_total_us: float
+    worker_ort_us: float
+
+
+async def step_costs(sessions: PairSessions, setting: Setting, repeats: int) -> StepCostRow:
+    """Where the CPU time of an explanation step goes, for the dense model alone, one search at a time.
+
+    First the server's pieces driven by hand on one thread, each timed with the thread's CPU clock:
+    the step's rows built into a reused buffer (``ScoreRequest.rows(out=)``), ``ModelRuntime.run``
+    (ONNX Runtime and its Python binding), the target's probability (``target_probability``, what
+    ``Pair.score_fn`` feeds) and the search's bookkeeping (``SISSearch.feed``: choosing, masking,
+    the next request). Then the same searches through a ``ModelWorker`` as the server runs them
+    (the event loop awaiting each search): process CPU per step, and the ONNX Runtime part of it.
+    Best of ``repeats`` rounds over the setting's inputs."""
+    from sisguard.server.batching.steps import ModelWorker
+    from sisguard.server.probabilities import target_probability
+    from sisguard.sis import SISParams, SISSearch
+
+    model = sessions.dense
+    groups = setting.groups()
+    cases = []
+    for x in setting.inputs:
+        logits = model.run(x[None])
+        target = int(np.argmax(logits[0]))
+        cases.append((x, target, RELATIVE_TAU * float(_softmax_column(logits, target)[0])))
+    buf = np.empty((MAX_BATCH, *model.signature.input_shape), dtype=model.signature.input_dtype)
+
+    def by_hand() -> tuple[int, dict[str, int]]:
+        parts = {"rows": 0, "ort": 0, "score": 0, "search": 0}
+        steps = 0
+        clock = time.thread_time_ns
+        for x, target, tau in cases:
+            search = SISSearch(x, np.zeros_like(x), groups, SISParams(threshold=tau, max_sis=setting.max_sis))
+            while (req := search.request) is not None:
+                t0 = clock()
+                rows = req.rows(0, req.size, out=buf[: req.size])
+                t1 = clock()
+                raw = model.run(rows)
+                t2 = clock()
+                scores = target_probability(raw, "logits", target)
+                t3 = clock()
+                search.feed(scores)
+                t4 = clock()
+                parts["rows"] += t1 - t0
+                parts["ort"] += t2 - t1
+                parts["score"] += t3 - t2
+                parts["search"] += t4 - t3
+                steps += 1
+        return steps, parts
+
+    ort_ns = [0]
+
+    def timed_run(batch: np.ndarray) -> np.ndarray:
+        t0 = time.thread_time_ns()
+        out = model.run(batch)
+        ort_ns[0] += time.thread_time_ns() - t0
+        return out
+
+    async def through_worker(worker: ModelWorker) -> None:
+        for x, target, tau in cases:
+            search = SISSearch(x, np.zeros_like(x), groups, SISParams(threshold=tau, max_sis=setting.max_sis))
+            await worker.search(search, lambda raw, t=target: target_probability(raw, "logits", t))
+
+    best: dict[str, float] = {}
+    worker = ModelWorker("bench", timed_run, max_rows=MAX_BATCH)
+    try:
+        by_hand()  # warm
+        steps = 0
+        for _ in range(max(repeats, 3)):
+            steps, parts = by_hand()
+            for k, v in parts.items():
+                best[k] = min(best.get(k, np.inf), v / 1e3 / steps)
+            ort_ns[0] = 0
+            cpu = time.process_time_ns()
+            await through_worker(worker)
+            best["total"] = min(best.get("total", np.inf), (time.process_time_ns() - cpu) / 1e3 / steps)
+            best["worker_ort"] = min(best.get("worker_ort", np.inf), ort_ns[0] / 1e3 / steps)
+    finally:
+        worker.shutdown(wait=True)
+    return StepCostRow(
+        setting.label, steps, best["rows"], best["ort"], best["score"], best["search"], best["total"],
+        best["worker_ort"],
+    )
+
+
 @dataclass
 class MemoryRow:
     d: int
@@ -795,6 +896,7 @@ def print_tables(
     concurrency: list[ConcurrencyRow],
     memory: MemoryRow | None,
     hand_off: list[HandOffRow],
+    step_cost: list[StepCostRow],
 ) -> None:
     print(
         f"\n## Explain benchmark ({'quick' if args.quick else 'default'} run): {platform.machine()}, "
@@ -836,6 +938,23 @@ def print_tables(
                 f"{_fmt_ms(h.scheduler_ms)} | {_fmt_ms(h.scheduler_cpu_ms)} | "
                 f"{sum(h.per_step_ms) / sum(h.scheduler_ms):.2f}× | "
                 f"{sum(h.per_step_cpu_ms) / sum(h.scheduler_cpu_ms):.2f}× | {h.same}/{h.n} |"
+            )
+    if step_cost:
+        print(
+            "\n### Where a step's CPU time goes: the dense model alone, one search at a time, CPU µs per "
+            "BackSelect step (best of the rounds)\n"
+        )
+        print(
+            "| setting | steps | rows | ONNX Runtime (`ModelRuntime.run`) | target probability | search bookkeeping | "
+            "Python ÷ ORT, by hand | through the ModelWorker, process CPU | of which ORT | outside ORT |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for c in step_cost:
+            py = c.rows_us + c.score_us + c.search_us
+            print(
+                f"| {c.setting} | {c.steps} | {c.rows_us:.1f} | {c.ort_us:.1f} | {c.score_us:.1f} | "
+                f"{c.search_us:.1f} | {py / c.ort_us:.2f} | {c.worker_total_us:.1f} | {c.worker_ort_us:.1f} | "
+                f"{c.worker_total_us - c.worker_ort_us:.1f} |"
             )
     if concurrency:
         n = concurrency[0].explanations
@@ -955,6 +1074,8 @@ async def run(args: argparse.Namespace) -> None:
                 hand_off = [
                     await hand_off_table(sessions[s.pair], s, args.repeats) for s in (settings[0], settings[2])
                 ]
+                log("[bench] in-process: where a step's CPU time goes ...")
+                step_cost = [await step_costs(sessions["digits"], settings[0], args.repeats)]
                 log(f"[bench] batched(k) table on {len(batched_inputs)} digits test images ...")
                 bsetting = Setting("digits", "digits", pb.PIXEL, (1, 1), 1, batched_inputs)
                 batched = await batched_table(stub, bsetting, (2, 4, 8))
@@ -964,7 +1085,7 @@ async def run(args: argparse.Namespace) -> None:
     small_acc = {v: round(small_manifest["accuracy"][v]["onnx"], 3) for v in ("dense", "pruned")}
     capacity = (capacity_start, parallel_capacity(sessions["cnn32"]))
     load = (load_start, os.getloadavg()[0])
-    print_tables(rows, batched, len(batched_inputs), args, load, capacity, concurrency, memory, hand_off)
+    print_tables(rows, batched, len(batched_inputs), args, load, capacity, concurrency, memory, hand_off, step_cost)
     print(
         f"\ncnn32 pair: resnet_cifar(width={CNN_RECIPE['width']}) on synthetic32 "
         f"({CNN_RECIPE['n']} samples, {CNN_RECIPE['train_epochs']} epochs), FT-pruned to ratio "
