@@ -281,6 +281,8 @@ class ScoreRequest:
         if self._step is not None:
             masker, state, features = self._step
             flat = masker.rows(state, features[start:stop], flat_out)
+            if out is not None and out.shape[1:] == self.shape:
+                return out  # built in place, already shaped
         elif self._explicit is not None:
             flat = self._explicit[start:stop]
             if flat_out is not None:

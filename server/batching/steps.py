@@ -345,10 +345,9 @@ class ModelWorker(Executor):
             parts = [job.search.request.rows(a, a + n) for job, a, n in taken]  # type: ignore[union-attr]
             parts = [p if job.prepare is None else job.prepare(p) for (job, _, _), p in zip(taken, parts, strict=True)]
             return (parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)), parts
-        shape, dtype = first.search.shape, first.search.dtype
         buf = self._buffer
-        if buf is None or buf.shape[1:] != shape or buf.dtype != dtype:
-            buf = self._buffer = np.empty((self.max_rows, *shape), dtype=dtype)
+        if buf is None or (buf.shape[1:], buf.dtype) != first.kind:
+            buf = self._buffer = np.empty((self.max_rows, *first.search.shape), dtype=first.search.dtype)
         parts = []
         row = 0
         for job, a, n in taken:
