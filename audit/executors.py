@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -78,6 +79,10 @@ class LocalExecutor:
     def pending(self) -> int:
         return len(self._futures)
 
+    def unfinished(self) -> int:
+        """Submitted chunks whose result is not there yet (what losing a worker now would cost)."""
+        return sum(1 for f in self._futures if not f.done())
+
     def next_result(self) -> tuple[Chunk, ChunkOutput | WorkerLost]:
         done, _ = wait(list(self._futures), return_when=FIRST_COMPLETED)
         future = min(done, key=lambda f: self._futures[f][0].index)
@@ -141,6 +146,14 @@ class RayExecutor:
     def actor_handles(self) -> list[Any]:
         """The live actors (what a test kills to lose a worker)."""
         return list(self._actors)
+
+    def busiest_actor(self) -> Any | None:
+        """The actor with the most submitted chunks whose result is not there yet; None when all are there."""
+        refs = list(self._tasks)
+        _, not_ready = self._ray.wait(refs, num_returns=len(refs), timeout=0) if refs else ([], [])
+        current = [self._tasks[ref] for ref in not_ready]
+        load = Counter(slot for _, slot, actor in current if self._actors[slot] is actor)
+        return self._actors[load.most_common(1)[0][0]] if load else None
 
     def _load(self, slot: int) -> int:
         return sum(1 for _, s, _ in self._tasks.values() if s == slot)

@@ -32,7 +32,8 @@ def digits_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def options(dataset: Path, out: Path, **kw: object) -> AuditOptions:
-    return AuditOptions(dataset=dataset, out=out, chunk_size=CHUNK, progress=False, **kw)  # type: ignore[arg-type]
+    kw.setdefault("chunk_size", CHUNK)
+    return AuditOptions(dataset=dataset, out=out, progress=False, **kw)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
