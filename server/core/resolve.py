@@ -205,6 +205,20 @@ def feature_groups(
 
 
 def make_baseline(pair: Pair, opts: ExplainOptions, x: np.ndarray | None) -> np.ndarray:
+    baseline = _baseline_values(pair, opts, x)
+    vocab = pair.plan.vocab_size
+    if vocab is not None and baseline.size:
+        bad = (baseline < 0) | (baseline >= vocab)
+        if bad.any():  # a negative id would be read from the embedding table's end, silently
+            first = np.unravel_index(int(np.argmax(bad)), baseline.shape)
+            raise InvalidArgument(
+                f"baseline holds token id {int(baseline[first])} at index {list(map(int, first))}: pair "
+                f"{pair.name}'s vocabulary is ids 0 to {vocab - 1}"
+            )
+    return baseline
+
+
+def _baseline_values(pair: Pair, opts: ExplainOptions, x: np.ndarray | None) -> np.ndarray:
     cfg = pair.config.explain
     kind = opts.baseline or cfg.baseline
     shape, dtype = (pair.input_shape if x is None else tuple(x.shape)), pair.input_dtype
@@ -241,7 +255,13 @@ def make_baseline(pair: Pair, opts: ExplainOptions, x: np.ndarray | None) -> np.
     if kind == "tensor":
         if opts.baseline_tensor is None:
             raise InvalidArgument("baseline=CUSTOM needs baseline_tensor")
-        return tensor_baseline(opts.baseline_tensor, shape, dtype)
+        given = np.asarray(opts.baseline_tensor)
+        fractional = given.dtype.kind == "f" and np.any(np.isfinite(given) & (given != np.round(given)))
+        if np.issubdtype(dtype, np.integer) and fractional:
+            raise InvalidArgument(
+                f"baseline tensor must hold whole numbers: pair {pair.name} takes {np.dtype(dtype).name} inputs"
+            )
+        return tensor_baseline(given, shape, dtype)
     if pair.mean is None:
         raise InvalidArgument(f"pair {pair.name} has no mean baseline configured (explain.mean_file)")
     return tensor_baseline(pair.mean, shape, dtype)

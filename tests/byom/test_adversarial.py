@@ -1,0 +1,79 @@
+"""Caller mistakes on the several-input, token and tabular paths through a real server: each is
+answered INVALID_ARGUMENT saying what was expected, and the server goes on serving."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import grpc
+import numpy as np
+from support.byom_models import GOOD
+from support.server import running
+
+from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
+from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
+from sisguard.wire import to_tensor
+
+
+async def _status(call, request) -> tuple[grpc.StatusCode, str]:  # type: ignore[no-untyped-def]
+    try:
+        await call(request, timeout=30)
+    except grpc.aio.AioRpcError as err:
+        return err.code(), err.details() or ""
+    return grpc.StatusCode.OK, ""
+
+
+async def test_token_baselines_outside_the_vocabulary_are_refused(byom_config: Path) -> None:
+    """A baseline of token ids is checked like the input: a negative id (which the embedding's Gather
+    would silently read from the table's end) or a fractional one is refused naming the range."""
+    ids = np.array([9, GOOD, 11, 12, GOOD, 14, 15, 16], np.int64)
+    t = to_tensor
+
+    def explain(**kw: object) -> pb.ExplainRequest:
+        return pb.ExplainRequest(pair="text", input=t(ids), **kw)  # type: ignore[arg-type]
+
+    cases = [
+        (explain(baseline=pb.CONSTANT, baseline_constant=-1), "vocabulary is ids 0 to 63"),
+        (explain(baseline=pb.CONSTANT, baseline_constant=99), "vocabulary is ids 0 to 63"),
+        (explain(baseline=pb.CUSTOM, baseline_tensor=t(np.full(8, -3, np.int64))), "vocabulary is ids 0 to 63"),
+        (explain(baseline=pb.CUSTOM, baseline_tensor=t(np.full(8, 2.5, np.float32))), "whole numbers"),
+    ]
+    async with running(byom_config) as app, grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+        stub = pb_grpc.SISGuardStub(ch)
+        for request, words in cases:
+            code, details = await _status(stub.Explain, request)
+            assert code == grpc.StatusCode.INVALID_ARGUMENT, (words, code, details)
+            assert words in details, (words, details)
+        ok = await stub.Explain(
+            pb.ExplainRequest(pair="text", input=t(ids), baseline=pb.CONSTANT, baseline_constant=3), timeout=30
+        )
+        assert ok.num_features == 8
+
+
+async def test_a_text_explain_stream_cancelled_midway_is_cancelled_not_internal(byom_config: Path) -> None:
+    """The client cancels after the first progress event: the server's next write fails, and the
+    call is recorded as CANCELLED (a client's choice), never as an internal error; it keeps serving."""
+    seq = np.random.default_rng(0).integers(7, 40, size=40).astype(np.int64)
+    seq[[3, 20]] = GOOD
+    async with running(byom_config) as app, grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+        stub = pb_grpc.SISGuardStub(ch)
+        finished: asyncio.Queue[str] = asyncio.Queue()
+        record = app.metrics.call_finished
+
+        def spy(rpc: str, code: str, seconds: float) -> None:
+            record(rpc, code, seconds)
+            if rpc == "ExplainStream":
+                finished.put_nowait(code)
+
+        app.metrics.call_finished = spy  # type: ignore[method-assign]
+        codes = []
+        for _ in range(6):
+            call = stub.ExplainStream(pb.ExplainRequest(pair="text", input=to_tensor(seq)))
+            async for _event in call:
+                call.cancel()
+                break
+            codes.append(await asyncio.wait_for(finished.get(), 30))
+        assert codes == ["CANCELLED"] * 6, codes
+        ok = await stub.Explain(pb.ExplainRequest(pair="text", input=to_tensor(seq)), timeout=60)
+        assert ok.num_features == 40
