@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 import grpc
+from grpc._cython import cygrpc  # ExecuteBatchError: a write on a call that has already ended
 
 from sisguard import sis, wire
 from sisguard.server import errors
@@ -107,10 +108,16 @@ class StalledStream(errors.DeadlineExceeded):
     """The client took no streamed message for the write timeout."""
 
 
+class ClientGone(Exception):
+    """A streamed message could not be sent: the call had already ended (the client cancelled or left)."""
+
+
 async def write_within(context: grpc.aio.ServicerContext, item: Any, timeout: float | None) -> None:
     """Send one streamed message; a client that does not take it within ``timeout`` ends the call."""
     try:
         await asyncio.wait_for(context.write(item), timeout)
+    except cygrpc.ExecuteBatchError as exc:
+        raise ClientGone("the call ended before the message was sent") from exc
     except TimeoutError:
         raise StalledStream(
             f"the client read nothing for {timeout:g} s; the stream was ended (stream_write_timeout_seconds)"
@@ -188,8 +195,11 @@ def stream(rpc: str) -> Callable[..., Callable[..., Awaitable[None]]]:
                 code = grpc.StatusCode.CANCELLED
                 raise
             except Exception as exc:
-                code, message = classify(exc, rpc, rid)
-                stalled = isinstance(exc, StalledStream)
+                if isinstance(exc, ClientGone) or context.cancelled():  # the client's choice, not a failure here
+                    code = grpc.StatusCode.CANCELLED
+                else:
+                    code, message = classify(exc, rpc, rid)
+                    stalled = isinstance(exc, StalledStream)
             finally:
                 await items.aclose()  # type: ignore[attr-defined]  # stops the work behind the stream
                 if self.observer:
@@ -200,7 +210,7 @@ def stream(rpc: str) -> Callable[..., Callable[..., Awaitable[None]]]:
                 log.info("rpc %s: client stopped reading, stream ended (request id %s)", rpc, rid)
                 context.set_code(code)
                 context.set_details(message)
-            elif code != grpc.StatusCode.OK:
+            elif code not in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED):
                 await context.abort(code, message, trailing_metadata=_trailer(rid))
 
         return method
