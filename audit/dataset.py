@@ -89,7 +89,9 @@ def _npz(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> Dataset:
                 raise AuditError(f"dataset {path}: expected an array named x (or exactly one array), has {keys}")
             x = archive[key]
             y = archive["y"] if "y" in keys and key != "y" else None
-    except (OSError, ValueError) as exc:
+    except AuditError:
+        raise
+    except Exception as exc:  # cut short, damaged, not a zip: zipfile, zlib, the .npy header parser fail apart
         raise AuditError(f"dataset {path} is not a readable .npz file: {exc}") from exc
     x = _check(x, path, shape, dtype)
     labels = _labels(y, len(x), path)

@@ -8,9 +8,12 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import pytest
 from support.byom_models import GOOD
 from support.server import running
 
+from sisguard.audit.dataset import load_dataset
+from sisguard.audit.errors import AuditError
 from sisguard.proto.sisguard.v1 import sisguard_pb2 as pb
 from sisguard.proto.sisguard.v1 import sisguard_pb2_grpc as pb_grpc
 from sisguard.wire import to_tensor
@@ -77,3 +80,21 @@ async def test_a_text_explain_stream_cancelled_midway_is_cancelled_not_internal(
         assert codes == ["CANCELLED"] * 6, codes
         ok = await stub.Explain(pb.ExplainRequest(pair="text", input=to_tensor(seq)), timeout=60)
         assert ok.num_features == 40
+
+
+def test_audit_refuses_a_corrupt_npz_in_one_line(tmp_path: Path) -> None:
+    """A file named .npz that is not a whole zip archive (cut short by a copy, or not a zip at all)
+    is the dataset's fault: an AuditError naming the file, not the zip module's traceback."""
+    good = tmp_path / "good.npz"
+    np.savez(good, x=np.zeros((2, 1, 8, 8), np.float32))
+    data = good.read_bytes()
+    packed = tmp_path / "packed.npz"
+    np.savez_compressed(packed, x=np.random.default_rng(0).random((20, 1, 8, 8)).astype(np.float32))
+    damaged = bytearray(packed.read_bytes())
+    damaged[200:400] = bytes(b ^ 0x55 for b in damaged[200:400])  # inside the deflated member
+    cases = (("cut.npz", data[: len(data) // 2]), ("junk.npz", b"PK\x03\x04 not a zip"), ("bad.npz", bytes(damaged)))
+    for name, body in cases:
+        path = tmp_path / name
+        path.write_bytes(body)
+        with pytest.raises(AuditError, match=f"dataset {path} is not a readable .npz file"):
+            load_dataset(path, (1, 8, 8), np.dtype(np.float32))
