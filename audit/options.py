@@ -17,7 +17,9 @@ class AuditOptions(BaseModel):
     out: Path = Field(description="Output folder: manifest.json, shards/part-*.parquet, summary.json.")
     config: Path | None = Field(None, description="Server config with the pair (default: the bundled one).")
     pair: str | None = Field(None, description="Pair name (default: the config's only or first pair).")
-    threshold: float | None = Field(None, description="tau (absolute; the pair's default when unset).")
+    threshold: float | None = Field(
+        None, allow_inf_nan=False, description="tau (absolute; the pair's default when unset)."
+    )
     max_sis: int | None = Field(None, ge=1, le=64, description="SIS collected per model and input.")
     batch_k: int = Field(1, ge=1, description="Features removed per BackSelect step (1: exact).")
     max_evaluations: int | None = Field(

@@ -204,6 +204,10 @@ def build_spec(options: AuditOptions) -> WorkerSpec:
     if cfg.baseline == "blur" and (len(shape) < 2 or dtype.kind != "f"):
         raise AuditError(f"pair {pair.name}: baseline=blur needs floating-point inputs with two spatial axes")
     threshold = cfg.threshold if options.threshold is None else options.threshold
+    if options.threshold is not None and pair.output_kind in ("logits", "probabilities") and not 0 <= threshold <= 1:
+        raise AuditError(
+            f"threshold tau {threshold:g} is outside [0, 1]: pair {pair.name} scores are probabilities"
+        )
     return WorkerSpec(
         pair=pair.name,
         models=tuple(models),

@@ -4,6 +4,8 @@ answered INVALID_ARGUMENT saying what was expected, and the server goes on servi
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -98,3 +100,28 @@ def test_audit_refuses_a_corrupt_npz_in_one_line(tmp_path: Path) -> None:
         path.write_bytes(body)
         with pytest.raises(AuditError, match=f"dataset {path} is not a readable .npz file"):
             load_dataset(path, (1, 8, 8), np.dtype(np.float32))
+
+
+def _audit_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sisguard.client.cli", "audit", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    ("threshold", "words"),
+    [("nan", "threshold"), ("inf", "threshold"), ("2", "threshold tau 2 is outside [0, 1]"), ("-1", "outside [0, 1]")],
+)
+def test_audit_refuses_a_threshold_no_probability_can_meet_in_one_line(
+    tmp_path: Path, threshold: str, words: str
+) -> None:
+    """The digits pair's scores are probabilities: a NaN or infinite tau, or one outside [0, 1], is a
+    usage error in one line (not the engine's traceback, nor an audit where every input is not confident)."""
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.zeros((2, 1, 8, 8), np.float32))
+    out = tmp_path / "a"
+    done = _audit_cli(str(data), "--out", str(out), "--workers", "1", "--no-progress", "--threshold", threshold)
+    assert done.returncode in (1, 2), done.stderr
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert "sisguard audit: error:" in done.stderr and words in done.stderr, done.stderr
+    assert not (out / "shards").exists() or not any((out / "shards").iterdir())
