@@ -33,6 +33,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     p.add_argument("--ray-address", help="run on this Ray cluster (host:port, ray://host:port or auto)")
     p.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per Ray actor")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="execution provider preference")
+    p.add_argument("--retries", type=int, default=3, help="reruns of a chunk whose worker died (default 3)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=audit_command)
 
@@ -76,6 +77,7 @@ def audit_command(args: argparse.Namespace) -> int:
             ray_address=args.ray_address,
             num_gpus=args.num_gpus,
             device=args.device,
+            retries=args.retries,
             progress=not args.no_progress,
         )
     except ValidationError as exc:

@@ -125,3 +125,12 @@ def test_audit_refuses_a_threshold_no_probability_can_meet_in_one_line(
     assert done.stderr.strip().count("\n") == 0, done.stderr
     assert "sisguard audit: error:" in done.stderr and words in done.stderr, done.stderr
     assert not (out / "shards").exists() or not any((out / "shards").iterdir())
+
+
+def test_audit_takes_the_documented_retries_option(tmp_path: Path) -> None:
+    """docs/audit.md documents --retries (reruns of a chunk whose worker died): the CLI takes it and
+    checks it like the other options, instead of refusing it as an unknown argument."""
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.zeros((2, 1, 8, 8), np.float32))
+    done = _audit_cli(str(data), "--out", str(tmp_path / "a"), "--no-progress", "--retries", "-1")
+    assert done.returncode == 2 and "retries: Input should be greater than or equal to 0" in done.stderr, done.stderr
