@@ -89,6 +89,12 @@ def run_audit(
         image_invert=spec.image_invert,
         limit=options.limit,
     )
+    if data.labels is not None and ((data.labels < 0) | (data.labels >= spec.num_outputs)).any():
+        bad = int(data.labels[(data.labels < 0) | (data.labels >= spec.num_outputs)][0])
+        raise AuditError(
+            f"dataset {options.dataset}: label {bad}: labels must be classes 0 to {spec.num_outputs - 1} "
+            f"(pair {spec.pair} has {spec.num_outputs} outputs)"
+        )
     if options.ray_address is not None:
         check_reachable(options.ray_address)
     store = AuditStore(options.out)

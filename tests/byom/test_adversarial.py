@@ -134,3 +134,14 @@ def test_audit_takes_the_documented_retries_option(tmp_path: Path) -> None:
     np.savez(data, x=np.zeros((2, 1, 8, 8), np.float32))
     done = _audit_cli(str(data), "--out", str(tmp_path / "a"), "--no-progress", "--retries", "-1")
     assert done.returncode == 2 and "retries: Input should be greater than or equal to 0" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("labels", [[0, 10], [-1, 3]])
+def test_audit_refuses_labels_outside_the_models_classes(tmp_path: Path, labels: list[int]) -> None:
+    """The digits models have 10 outputs: a label of 10 or -1 can never match a top-1 class, so the
+    audit's accuracy would be silently wrong; it is refused before any model runs, naming the range."""
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.zeros((2, 1, 8, 8), np.float32), y=np.array(labels, np.int64))
+    done = _audit_cli(str(data), "--out", str(tmp_path / "a"), "--workers", "1", "--no-progress")
+    assert done.returncode == 1 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert "labels must be classes 0 to 9" in done.stderr, done.stderr
