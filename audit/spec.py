@@ -119,6 +119,9 @@ def _signature(data: bytes, path: Path, input_name: str | None, output_name: str
         )
     iname = input_name or (next(iter(inputs)) if len(inputs) == 1 else None)
     oname = output_name or (next(iter(outputs)) if len(outputs) == 1 else None)
+    if oname is None:  # as the server does: the only float [batch, classes] output (scikit-learn's probabilities)
+        floats = [n for n, o in outputs.items() if o.type in ("tensor(float)", "tensor(double)") and len(o.shape) == 2]
+        oname = floats[0] if len(floats) == 1 else None
     if iname not in inputs or oname not in outputs:
         raise AuditError(
             f"{path}: cannot tell which input/output to use (inputs {list(inputs)}, outputs {list(outputs)}); "

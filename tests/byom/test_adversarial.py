@@ -11,8 +11,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from support.byom_models import GOOD
-from support.server import running
+from support.byom_models import GOOD, ByomModels, tabular_data
+from support.byom_pairs import sklearn_pair
+from support.server import running, write_config
 
 from sisguard.audit.dataset import load_dataset
 from sisguard.audit.errors import AuditError
@@ -145,3 +146,21 @@ def test_audit_refuses_labels_outside_the_models_classes(tmp_path: Path, labels:
     done = _audit_cli(str(data), "--out", str(tmp_path / "a"), "--workers", "1", "--no-progress")
     assert done.returncode == 1 and done.stderr.strip().count("\n") == 0, done.stderr
     assert "labels must be classes 0 to 9" in done.stderr, done.stderr
+
+
+def test_audit_reads_the_probabilities_of_a_scikit_learn_pair_as_the_server_does(
+    tmp_path: Path, byom: ByomModels
+) -> None:
+    """The server explains the scikit-learn pair through its float ``probabilities`` output (next to
+    the integer ``label``); the audit of that same pair picks the same output instead of refusing it."""
+    config = write_config(tmp_path, [sklearn_pair(byom, tmp_path)], runtime={"providers": ["cpu"]})
+    data = tmp_path / "tab.npz"
+    np.savez(data, x=tabular_data(3, 1)[0])
+    out = tmp_path / "a"
+    done = _audit_cli(str(data), "--config", str(config), "--out", str(out), "--workers", "1", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    import pyarrow.parquet as pq
+
+    probs = np.array(pq.read_table(out / "shards").column("dense_probs").to_pylist())
+    assert probs.shape == (3, 2)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)  # the probabilities, not the label
