@@ -111,6 +111,11 @@ def explain_inputs(pair: Pair, given: Given, limits: LimitsConfig) -> tuple[np.n
         spec = plan.by_name(name)
         if spec is None:  # refused by _as_mapping already
             continue
+        if not batched and t.ndim != len(spec.shape):
+            raise InvalidArgument(
+                f"input {name} shape {list(t.shape)} does not match pair {pair.name}: expected one sample like "
+                f"{plan.features.name} {list(x.shape)} (without the batch axis)"
+            )
         t1 = t if batched else t[None]
         _check_other(pair, spec, t1, rows)
         if spec.role == "passthrough":

@@ -164,3 +164,18 @@ def test_audit_reads_the_probabilities_of_a_scikit_learn_pair_as_the_server_does
     probs = np.array(pq.read_table(out / "shards").column("dense_probs").to_pylist())
     assert probs.shape == (3, 2)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)  # the probabilities, not the label
+
+
+async def test_a_named_input_with_a_batch_axis_next_to_unbatched_features_names_the_shape_sent(
+    byom_config: Path,
+) -> None:
+    """Explain's features sent as one sample [n] and the attention mask as [1, n]: the message gives
+    the shape the caller sent ([1, 8]) and that it must be one sample like the features."""
+    ids = np.array([9, GOOD, 11, 12, GOOD, 14, 15, 16], np.int64)
+    request = pb.ExplainRequest(
+        pair="text", input=to_tensor(ids), named_inputs={"attention_mask": to_tensor(np.ones((1, 8), np.int64))}
+    )
+    async with running(byom_config) as app, grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+        code, details = await _status(pb_grpc.SISGuardStub(ch).Explain, request)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "attention_mask shape [1, 8]" in details and "one sample like input_ids [8]" in details, details
