@@ -394,17 +394,8 @@ def explain_command(args: argparse.Namespace, client: Client) -> int:
         for event in client.explain_stream(
             args.pair,
             x,
-            target=args.target,
-            threshold=args.threshold,
-            relative=args.relative,
             features=args.features,
-            baseline=_baseline(args.baseline),
-            max_sis=args.max_sis,
-            variants=args.variants,
-            mode="batched" if args.batch_k else "exact",
-            batch_k=args.batch_k,
-            max_evaluations=args.max_evaluations,
-            allow_partial=args.allow_partial,
+            **_explain_options(args),
             return_backselect=tabular and args.plot is not None,  # the bar chart shows BackSelect's scores
         ):
             if isinstance(event, ExplainProgress):
@@ -432,22 +423,29 @@ def explain_command(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+def _explain_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The explain options both ``explain`` forms take from the command line."""
+    return {
+        "target": args.target,
+        "threshold": args.threshold,
+        "relative": args.relative,
+        "baseline": _baseline(args.baseline),
+        "max_sis": args.max_sis,
+        "variants": args.variants,
+        "mode": "batched" if args.batch_k else "exact",
+        "batch_k": args.batch_k,
+        "max_evaluations": args.max_evaluations,
+        "allow_partial": args.allow_partial,
+    }
+
+
 def _explain_text(args: argparse.Namespace, client: Client, info: PairInfo) -> int:
     """``explain --text``: the SIS printed as the text with the sufficient words highlighted."""
     result = client.explain_text(
         args.pair,
         args.text,
         words=args.words,
-        target=args.target,
-        threshold=args.threshold,
-        relative=args.relative,
-        baseline=_baseline(args.baseline),
-        max_sis=args.max_sis,
-        variants=args.variants,
-        mode="batched" if args.batch_k else "exact",
-        batch_k=args.batch_k,
-        max_evaluations=args.max_evaluations,
-        allow_partial=args.allow_partial,
+        **_explain_options(args),
     )
     e = result.explanation
     if args.plot is not None:
