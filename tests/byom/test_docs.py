@@ -53,7 +53,7 @@ async def test_every_config_on_the_page_serves_and_explains(models_folder: Path,
     config = models_folder / f"config-{index}.yaml"
     config.write_text(BLOCKS[index])
     names = [p["name"] for p in yaml.safe_load(BLOCKS[index])["pairs"]]
-    async with running(config, port=0, metrics_port=None) as app, AsyncClient(f"127.0.0.1:{app.port}") as c:
+    async with running(config, port=0, metrics_port=0) as app, AsyncClient(f"127.0.0.1:{app.port}") as c:
         assert sorted(p.name for p in await c.models()) == sorted(names)
         for name in names:
             x = sample_input(name)
@@ -68,7 +68,7 @@ def test_the_text_cli_example_prints_the_highlighted_words(
 ) -> None:
     config = models_folder / "config-text.yaml"
     config.write_text(BLOCKS[1])
-    with serving_in_thread(config, port=0, metrics_port=None) as app:
+    with serving_in_thread(config, port=0, metrics_port=0) as app:
         code = main(
             ["explain", "text", "--text", "w9 good w12 great w20 good", "--target-address", f"127.0.0.1:{app.port}"]
         )

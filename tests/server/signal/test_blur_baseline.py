@@ -48,7 +48,7 @@ def default_server():
     from sisguard.server.app import App
     from sisguard.server.config import load_settings
 
-    settings = load_settings(None, port=0, metrics_port=None)
+    settings = load_settings(None, port=0, metrics_port=0)  # a free port: never the default 9464
     loop = asyncio.new_event_loop()
     app = App(settings)
     started = threading.Event()
